@@ -1,0 +1,34 @@
+# Two commands matter: `make demo` and `make test`. Both install everything first, from nothing.
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(PYTHON) -m uv
+endif
+RUN := $(UV) run --frozen
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: install uv demo test lint bench
+
+uv:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+
+install: uv
+	$(UV) sync --frozen --all-extras
+
+demo: install
+	@for arm in zero_shot linear_probe full_ft lora; do \
+		echo "== quickstart / $$arm"; \
+		$(RUN) clipstudy train studies/quickstart.yaml --arm $$arm || exit 1; \
+	done
+
+test: install
+	$(RUN) ruff check clipstudy tests bench
+	$(RUN) pytest
+
+lint: install
+	$(RUN) ruff check clipstudy tests bench
+
+bench: install
+	$(RUN) python bench/train_throughput.py
+	$(RUN) python bench/augment_throughput.py
+	$(RUN) python bench/feature_cache.py

@@ -1,0 +1,150 @@
+"""The `clipstudy` command line."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from clipstudy.errors import ClipstudyError, ConfigError, TrialFailed
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
+console = Console()
+errors = Console(stderr=True)
+
+USAGE_ERROR = 2
+
+
+class Listing(enum.StrEnum):
+    methods = "methods"
+    models = "models"
+    datasets = "datasets"
+
+
+def fail(error: ClipstudyError) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+    return typer.Exit(1 if isinstance(error, TrialFailed) else USAGE_ERROR)
+
+
+@app.command("ls")
+def list_names(what: Listing) -> None:
+    """List the registered methods, open_clip architectures or datasets."""
+    if what is Listing.methods:
+        from clipstudy.methods import METHODS
+
+        for name in METHODS.names():
+            console.print(f"{name:14s} {METHODS.get(name).description}", highlight=False)
+    elif what is Listing.models:
+        from clipstudy.models.build import list_architectures
+
+        console.print("\n".join(list_architectures()), highlight=False)
+    else:
+        from clipstudy.data import DATASETS
+
+        console.print("\n".join(DATASETS.names()), highlight=False)
+
+
+class ProgressCallback:
+    """Shows one bar per epoch."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.task = None
+
+    def on_fit_start(self, trainer) -> None: ...
+
+    def on_step_end(self, trainer, epoch: int, step: int, steps: int) -> None:
+        if self.task is None or step == 1:
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            self.task = self.progress.add_task(f"epoch {epoch}/{trainer.num_epochs}", total=steps)
+        self.progress.update(self.task, completed=step)
+
+    def on_epoch_end(self, trainer, epoch: int, metrics: dict[str, float]) -> None:
+        shown = {k: v for k, v in metrics.items() if k in ("train/loss", "train/acc", "val/loss", "val/acc")}
+        text = "  ".join(f"{k} {v:.4f}" for k, v in shown.items())
+        self.progress.console.print(f"epoch {epoch}: {text}", highlight=False)
+
+
+def parameter_summary(trainer) -> Table:
+    table = Table("module", "trainable", "total", title="parameters")
+    for name, module in trainer.model.named_children():
+        params = list(module.parameters())
+        table.add_row(
+            name, f"{sum(p.numel() for p in params if p.requires_grad):,}", f"{sum(p.numel() for p in params):,}"
+        )
+    return table
+
+
+def resolve_arm(study, arm: str | None):
+    if arm is not None:
+        return study.arm(arm)
+    if len(study.arms) == 1:
+        return study.arms[0]
+    raise ConfigError(
+        f"study '{study.name}' has {len(study.arms)} arms; choose one with --arm "
+        f"({', '.join(a.name for a in study.arms)})"
+    )
+
+
+@app.command()
+def train(
+    study_file: Annotated[Path, typer.Argument(help="A study YAML file.")],
+    arm: Annotated[str | None, typer.Option(help="The arm to run (needed when the study has several).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: key=value.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Build everything, print, do not train.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write metrics, per-class table and weights here.")] = None,
+) -> None:
+    """Run one trial of a study arm here, without Ray or MLflow."""
+    from clipstudy.studyfile import load_study
+
+    try:
+        study = load_study(study_file)
+        chosen = resolve_arm(study, arm)
+        cfg = study.arm_config(chosen, overrides=set_ or [], where=f"{study_file}: ")
+        from clipstudy.engine import Trainer
+
+        if dry_run:
+            trainer = Trainer(cfg)
+            console.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), highlight=False)
+            console.print(parameter_summary(trainer))
+            console.print(f"trainable_params: {trainer.trainable_params}", highlight=False)
+            console.print(f"total_params: {trainer.total_params}", highlight=False)
+            console.print(
+                f"device: {trainer.device}  epochs: {trainer.num_epochs}  cached features: {trainer.cached}",
+                highlight=False,
+            )
+            return
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            result = Trainer(cfg, [ProgressCallback(progress)]).fit()
+    except ClipstudyError as error:
+        raise fail(error) from None
+    table = Table("metric", "value", title=f"{study.name} / {chosen.name} ({cfg.method})")
+    for key, value in result.metrics.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else f"{value:,}")
+    console.print(table)
+    if out is not None:
+        from clipstudy.results import write_result
+
+        console.print(f"results written to {write_result(result, out)}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,317 @@
+"""The trial configuration: every key a study or `--set` may change, with its one default.
+
+The dotted names (`train.lr`, `lora.targets`, ...) are the public contract: studies, overrides,
+MLflow params and search spaces all use them.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from clipstudy.errors import ConfigError, did_you_mean, unknown_name
+
+LoraTarget = Literal["q", "k", "v", "o", "fc1", "fc2"]
+Tower = Literal["vision", "text"]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    arch: str = "clipstudy-tiny"
+    pretrained: str = "none"
+    """An open_clip tag (`openai`, `laion2b_s34b_b79k`, ...), a local checkpoint file, or `none`."""
+    cache_dir: str | None = None
+
+
+class DataConfig(Section):
+    name: str = "digits"
+    root: str = "~/.cache/clipstudy/datasets"
+    download: bool = True
+    val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+    """Held-out test share, used only by datasets that ship no test split (digits, flat ImageFolder)."""
+    split_seed: int = 0
+    """Seed of the train/val (and test) split; fixed across trials so every trial sees the same split."""
+    image_size: Annotated[int, Field(gt=0)] | None = None
+    """Size images are decoded to (ImageFolder, synthetic); None = the dataset's own or the model's."""
+    num_classes: Annotated[int, Field(ge=2)] = 10
+    """Synthetic data only."""
+    samples_per_class: Annotated[int, Field(ge=3)] = 60
+    """Synthetic data only."""
+    feature_cache: bool = True
+    """Cache frozen-backbone features on disk (linear probe without augmentation)."""
+    cache_dir: str = "~/.cache/clipstudy/features"
+
+
+class HeadConfig(Section):
+    kind: Literal["linear", "mlp", "text"] = "linear"
+    dropout: Probability = 0.0
+    hidden: Annotated[int, Field(gt=0)] = 512
+    normalize: bool = False
+    """L2-normalise image features before a linear/mlp head (the text head always does)."""
+
+
+class LoraConfig(Section):
+    r: Annotated[int, Field(gt=0)] = 16
+    alpha: Annotated[float, Field(gt=0)] = 16.0
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    targets: list[LoraTarget] = Field(default_factory=lambda: ["q", "v"], min_length=1)
+    towers: list[Tower] = Field(default_factory=lambda: ["vision"], min_length=1)
+
+    @field_validator("targets", "towers")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"entries must be unique, got {value}")
+        return value
+
+
+class TrainConfig(Section):
+    epochs: Annotated[int, Field(ge=0)] = 10
+    batch_size: Annotated[int, Field(gt=0)] = 128
+    eval_batch_size: Annotated[int, Field(gt=0)] | None = None
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: Annotated[float, Field(gt=0)] = 1e-3
+    backbone_lr: Annotated[float, Field(ge=0)] | None = None
+    """Learning rate of trainable backbone weights (full_ft); None = `lr`."""
+    head_lr: Annotated[float, Field(ge=0)] | None = None
+    """Learning rate of the head; None = `lr`."""
+    layer_decay: Annotated[float, Field(gt=0, le=1)] = 1.0
+    """Layer-wise lr decay for the backbone: block i of L gets lr * decay**(L - i)."""
+    freeze_blocks: Annotated[int, Field(ge=0)] = 0
+    """Freeze the patch embedding and the first N vision blocks (full_ft)."""
+    weight_decay: NonNegative = 0.01
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    scheduler: Literal["constant", "cosine", "cosine_restarts"] = "cosine"
+    warmup_epochs: NonNegative = 0.0
+    t0_epochs: Annotated[float, Field(gt=0)] = 10.0
+    """Period of the first cosine cycle of `cosine_restarts` (PyTorch's T_0), in epochs."""
+    min_lr: NonNegative = 0.0
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    grad_clip: NonNegative = 0.0
+    """Max gradient norm; 0 = no clipping."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """auto = bf16 autocast on a GPU that supports it, fp32 on CPU."""
+    seed: int = 0
+    device: str = "auto"
+    select: Literal["best", "last"] = "best"
+    """Which epoch's weights are tested: the best on validation, or the last."""
+
+
+class AugmentConfig(Section):
+    """Batched, per-sample augmentation; each op is off at its default (0 / None)."""
+
+    crop_scale: tuple[Probability, Probability] | None = None
+    """RandomResizedCrop area range, e.g. [0.8, 1.0]; None = plain resize."""
+    hflip: Probability = 0.0
+    color_jitter: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Brightness, contrast and saturation strength."""
+    hue: Annotated[float, Field(ge=0, le=0.5)] = 0.0
+    rotation: Annotated[float, Field(ge=0, le=180)] = 0.0
+    """Max rotation in degrees."""
+    translate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Max affine translation as a fraction of the image size."""
+    erasing: Probability = 0.0
+    """RandomErasing probability."""
+    erasing_scale: tuple[Probability, Probability] = (0.02, 0.33)
+    mixup_alpha: NonNegative = 0.0
+    cutmix_alpha: NonNegative = 0.0
+    mix_prob: Probability = 0.5
+    """Probability that a batch is mixed (Mixup or CutMix, evenly when both are on)."""
+
+    @field_validator("crop_scale", "erasing_scale")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and value[0] > value[1]:
+            raise ValueError(f"low must not exceed high, got {list(value)}")
+        return value
+
+    @property
+    def image_ops(self) -> bool:
+        """Whether any per-image op is on (then frozen features cannot be cached)."""
+        return bool(
+            self.crop_scale
+            or self.hflip
+            or self.color_jitter
+            or self.hue
+            or self.rotation
+            or self.translate
+            or self.erasing
+        )
+
+    @property
+    def mixing(self) -> bool:
+        return self.mix_prob > 0 and (self.mixup_alpha > 0 or self.cutmix_alpha > 0)
+
+
+class PromptsConfig(Section):
+    templates: Literal["ensemble", "single"] = "ensemble"
+    """The dataset's template ensemble, or only its first template ('a photo of a {}.')."""
+
+
+class ProbeConfig(Section):
+    solver: Literal["head", "logreg"] = "head"
+    """head: the engine trains the head with the optimizer; logreg: the CLIP paper's L-BFGS
+    logistic regression with the C sweep selected on validation."""
+    c_grid: list[Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: [10.0**e for e in range(-3, 4)], min_length=1
+    )
+    max_iter: Annotated[int, Field(gt=0)] = 1000
+
+
+class TrialConfig(Section):
+    method: str = "linear_probe"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
+    probe: ProbeConfig = Field(default_factory=ProbeConfig)
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, name: str) -> str:
+        from clipstudy.methods import METHODS
+
+        if name not in METHODS:
+            raise ValueError(str(unknown_name("method", name, METHODS.names())))
+        return name
+
+
+def config_keys() -> list[str]:
+    """Every dotted key a study or override may set."""
+    return sorted(flatten(TrialConfig().model_dump()))
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'train': {'lr': 1e-3}} -> {'train.lr': 1e-3}; lists and tuples stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def expand(flat: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of `flatten`; also accepts already-nested values and mixes of both."""
+    tree: dict[str, Any] = {}
+    for key, value in flat.items():
+        parts = str(key).split(".")
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"'{key}' sets a field inside '{part}', which is not a section")
+        leaf = parts[-1]
+        if isinstance(value, dict):
+            value = expand(value)
+            if isinstance(node.get(leaf), dict):
+                node[leaf] = merge(node[leaf], value)
+                continue
+        node[leaf] = value
+    return tree
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge `update` over `base` (neither is modified)."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'train.lr=3e-4' -> ('train.lr', 0.0003); values are YAML, so '[q,v]' is a list."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override '{text}' must look like key=value, e.g. train.lr=3e-4")
+    return key.strip(), parse_value(raw)
+
+
+def parse_value(raw: str) -> Any:
+    """A YAML scalar or list; numbers YAML 1.1 leaves as strings (`3e-4`) become floats."""
+    value = yaml.safe_load(raw) if raw.strip() else None
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def check_keys(flat_keys: list[str], where: str) -> None:
+    """Raise one error listing every key that names no config field (with a did-you-mean)."""
+    valid = config_keys()
+    sections = {k.split(".")[0] for k in valid}
+    problems = []
+    for key in flat_keys:
+        if key in valid or key == "method":
+            continue
+        if key in sections:
+            problems.append(f"{where}: '{key}' is a section; set one of its fields, e.g. '{key}.*'")
+            continue
+        problems.append(f"{where}: unknown config key '{key}'{did_you_mean(key, valid)}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def format_validation_error(error: ValidationError, where: str) -> str:
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"])
+        lines.append(f"{where}: {path or '(root)'}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def build_config(*layers: dict[str, Any], overrides: list[str] = (), where: str = "config") -> TrialConfig:
+    """Defaults <- each layer (nested or dotted dicts) <- `key=value` overrides, validated."""
+    tree: dict[str, Any] = {}
+    for layer in layers:
+        tree = merge(tree, expand(layer))
+    for text in overrides:
+        key, value = parse_override(text)
+        check_keys([key], f"--set {text}")
+        tree = merge(tree, expand({key: value}))
+    check_keys(_leaf_keys(tree), where)
+    try:
+        return TrialConfig.model_validate(tree)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, where)) from None
+
+
+def _leaf_keys(tree: dict[str, Any]) -> list[str]:
+    """Dotted keys one level into each section (values that are lists or tuples stay whole)."""
+    keys = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            keys.extend(f"{key}.{sub}" for sub in value)
+        else:
+            keys.append(key)
+    return keys
+
+
+def load_yaml(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None

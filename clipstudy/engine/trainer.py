@@ -1,0 +1,404 @@
+"""THE training and evaluation loop. Every method runs through it; methods only supply what differs.
+
+Per epoch it reports train/val loss and accuracy, lr, epoch time, throughput and peak memory;
+epoch 0 is the model before any training. Randomness is reseeded from (train.seed, epoch) at the
+start of every epoch, so a run resumed from an epoch checkpoint continues exactly as an
+uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import resource
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from clipstudy.config import TrialConfig
+from clipstudy.data import DataBundle, load_dataset
+from clipstudy.data.augment import MixBatch, build_eval_transform, build_train_transform
+from clipstudy.data.feature_cache import FeatureCache
+from clipstudy.engine.metrics import evaluate_predictions
+from clipstudy.engine.optim import build_optimizer, build_scheduler
+from clipstudy.errors import ConfigError, TrialFailed
+from clipstudy.methods import METHODS, BuildContext, Method
+from clipstudy.models.build import build_clip
+
+GPU_RESIDENT_BYTES = 4 << 30
+"""Decoded datasets up to this size are moved to the GPU whole; larger ones stream from host memory."""
+FINITE_CHECK_EVERY = 25
+
+
+class Callback:
+    """Hooks for the study runner and the CLI. Returning True from `on_epoch_end` stops training."""
+
+    def on_fit_start(self, trainer: Trainer) -> None: ...
+
+    def on_step_end(self, trainer: Trainer, epoch: int, step: int, steps: int) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> bool | None: ...
+
+
+@dataclass
+class TrialResult:
+    config: TrialConfig
+    history: list[dict[str, float]]
+    """One dict per epoch, epoch 0 first (before training)."""
+    metrics: dict[str, float]
+    """Final: test/acc, test/acc5, test/macro_f1, test/loss, best_epoch, best val, parameter counts."""
+    per_class: pd.DataFrame
+    confusion: np.ndarray
+    classnames: list[str]
+    weights: dict[str, torch.Tensor] = field(repr=False)
+    """The trainable weights of the tested model (head, adapters or fine-tuned backbone), on CPU."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name} but no CUDA device is visible; use train.device: auto or cpu")
+    return device
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for fp32."""
+    if name == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 100_003 + epoch) % 2**63
+
+
+def uses_cached_features(method: Method, cfg: TrialConfig) -> bool:
+    """Frozen-backbone methods without per-image augmentation or mixing train on precomputed features."""
+    return method.frozen_backbone and not cfg.augment.image_ops and not cfg.augment.mixing
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    def __init__(self, cfg: TrialConfig, callbacks: Sequence[Callback] = (), resume_from: str | Path | None = None):
+        self.cfg = cfg
+        self.callbacks = list(callbacks)
+        self.device = resolve_device(cfg.train.device)
+        self.autocast_dtype = resolve_precision(cfg.train.precision, self.device)
+        seed_everything(cfg.train.seed)
+        self.built = build_clip(cfg.model, self.device)
+        self.data: DataBundle = load_dataset(cfg.data, self.built.image_size)
+        self.method = METHODS.get(cfg.method)()
+        self.model = self.method.build(BuildContext(cfg, self.built, self.data, self.device)).to(self.device)
+        self.trainable_params, self.total_params = self.model.param_counts()
+        self.cached = uses_cached_features(self.method, cfg)
+        size, mean, std = self.built.image_size, self.built.mean, self.built.std
+        self.train_transform = build_train_transform(cfg.augment, size, mean, std).to(self.device)
+        self.eval_transform = build_eval_transform(size, mean, std).to(self.device)
+        self.mix = MixBatch(cfg.augment, self.data.num_classes)
+        self.sources = {name: self._source(name) for name in ("train", "val", "test")}
+        self.num_epochs = self._num_epochs()
+        self.epoch = 0
+        self.history: list[dict[str, float]] = []
+        self.best: dict[str, Any] | None = None
+        self.optimizer = self.scheduler = None
+        if self.num_epochs and not self.method.closed_form(cfg):
+            self.optimizer = build_optimizer(self.method.param_groups(self.model, cfg), cfg.train, self.device)
+            self.scheduler = build_scheduler(self.optimizer, cfg.train, self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+
+    # ----- data -------------------------------------------------------------------------------
+    def _num_epochs(self) -> int:
+        if not self.method.trains:
+            return 0
+        return 1 if self.method.closed_form(self.cfg) else self.cfg.train.epochs
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.data.train) // self.cfg.train.batch_size)
+
+    def _source(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, labels) of a split: cached features, or uint8 images (on the GPU when they fit)."""
+        data = getattr(self.data, split)
+        if self.cached:
+            return self._features(split), data.labels.to(self.device)
+        images = data.images
+        if self.device.type == "cuda" and images.numel() <= GPU_RESIDENT_BYTES:
+            images = images.to(self.device)
+        return images, data.labels.to(images.device)
+
+    def _features(self, split: str) -> torch.Tensor:
+        cfg = self.cfg
+        key = {
+            "arch": cfg.model.arch,
+            "pretrained": cfg.model.pretrained,
+            "data": self.data.fingerprint,
+            "split": split,
+            "resolution": self.built.image_size,
+            "kind": "image_features/v1",
+        }
+        if cfg.model.pretrained == "none":
+            key["init_seed"] = cfg.train.seed
+        elif os.path.isfile(cfg.model.pretrained):
+            stat = os.stat(cfg.model.pretrained)
+            key["weights_file"] = [stat.st_size, stat.st_mtime_ns]
+
+        def compute() -> torch.Tensor:
+            return self._encode(getattr(self.data, split).images)
+
+        if cfg.data.feature_cache:
+            features = FeatureCache(cfg.data.cache_dir).load_or_compute(key, compute)
+        else:
+            features = compute()
+        return features.to(self.device)
+
+    @torch.no_grad()
+    def _encode(self, images: torch.Tensor) -> torch.Tensor:
+        self.model.eval()
+        chunks = []
+        for start in range(0, len(images), self.eval_batch_size):
+            batch = self.eval_transform(images[start : start + self.eval_batch_size].to(self.device))
+            with self._autocast():
+                chunks.append(self.model.features(batch).float().cpu())
+        return torch.cat(chunks)
+
+    @property
+    def eval_batch_size(self) -> int:
+        return self.cfg.train.eval_batch_size or 2 * self.cfg.train.batch_size
+
+    def _batches(
+        self, split: str, train: bool, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        inputs, labels = self.sources[split]
+        size = self.cfg.train.batch_size if train else self.eval_batch_size
+        order = torch.randperm(len(labels), generator=generator) if train else torch.arange(len(labels))
+        order = order.to(inputs.device)
+        transform = self.train_transform if train else self.eval_transform
+        for start in range(0, len(order), size):
+            index = order[start : start + size]
+            x = inputs[index].to(self.device, non_blocking=True)
+            y = labels[index].to(self.device, non_blocking=True)
+            yield (x if self.cached else transform(x)), y
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.classify(x) if self.cached else self.model(x)
+
+    # ----- one epoch --------------------------------------------------------------------------
+    def _set_train_mode(self) -> None:
+        self.model.train()
+        if self.method.frozen_backbone:
+            self.model.clip.eval()
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg = self.cfg.train
+        torch.manual_seed(epoch_seed(cfg.seed, epoch))
+        generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch))
+        self._set_train_mode()
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen, steps = 0, self.steps_per_epoch
+        for step, (x, y) in enumerate(self._batches("train", True, generator)):
+            targets = y
+            if self.mix.active:
+                x, targets = self.mix(x, y)
+            with self._autocast():
+                logits = self._logits(x)
+            loss = F.cross_entropy(logits.float(), targets, label_smoothing=cfg.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if cfg.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(dim=1) == y).sum()
+            seen += len(y)
+            if step % FINITE_CHECK_EVERY == 0 or step == steps - 1:
+                self._check_finite(loss_sum, epoch, step)
+            for callback in self.callbacks:
+                callback.on_step_end(self, epoch, step + 1, steps)
+        return {"train/loss": float(loss_sum) / seen, "train/acc": float(correct) / seen, "_seen": seen}
+
+    def _check_finite(self, loss_sum: torch.Tensor, epoch: int, step: int) -> None:
+        if not torch.isfinite(loss_sum):
+            lr = self.optimizer.param_groups[0]["lr"]
+            raise TrialFailed(
+                f"non-finite training loss ({float(loss_sum)}) at epoch {epoch}, step {step}: lower train.lr "
+                f"(last lr {lr:.3g}), set train.grad_clip, or use train.precision: bf16/fp32",
+                epoch=epoch,
+            )
+
+    def _solve_epoch(self) -> dict[str, float]:
+        """A closed-form method's single 'epoch': fit on the cached train features."""
+        train = self.sources["train"]
+        metrics = self.method.solve(self.model, train, self.sources["val"], self.cfg)
+        return {**metrics, "_seen": len(train[1])}
+
+    @torch.no_grad()
+    def predict(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, labels) of a whole split, in eval mode."""
+        self.model.eval()
+        outputs, labels = [], []
+        for x, y in self._batches(split, False):
+            with self._autocast():
+                outputs.append(self._logits(x).float())
+            labels.append(y)
+        return torch.cat(outputs), torch.cat(labels)
+
+    def _validate(self) -> dict[str, float]:
+        logits, labels = self.predict("val")
+        return {
+            "val/loss": float(F.cross_entropy(logits, labels)),
+            "val/acc": float((logits.argmax(dim=1) == labels).float().mean()),
+        }
+
+    def _run_epoch(self, epoch: int) -> dict[str, float]:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        start = time.perf_counter()
+        train = self._solve_epoch() if self.method.closed_form(self.cfg) else self._train_epoch(epoch)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elapsed = time.perf_counter() - start
+        seen = train.pop("_seen")
+        metrics = {"epoch": epoch, **train, **self._validate()}
+        if self.optimizer is not None:
+            metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        metrics.update(
+            epoch_time_s=elapsed,
+            throughput_img_s=seen / elapsed if elapsed else 0.0,
+            peak_mem_mb=peak_memory_mb(self.device),
+        )
+        return metrics
+
+    # ----- the run ----------------------------------------------------------------------------
+    def _record(self, epoch: int, metrics: dict[str, float]) -> bool:
+        self.epoch = epoch
+        self.history.append(metrics)
+        if self.best is None or metrics["val/acc"] > self.best["val/acc"] or self.cfg.train.select == "last":
+            state = {k: v.detach().cpu().clone() for k, v in self.model.trainable_state().items()}
+            self.best = {"epoch": epoch, "val/acc": metrics["val/acc"], "state": state}
+        stop = [callback.on_epoch_end(self, epoch, metrics) for callback in self.callbacks]
+        return any(stop)
+
+    def fit(self) -> TrialResult:
+        for callback in self.callbacks:
+            callback.on_fit_start(self)
+        if not self.history:
+            start = time.perf_counter()
+            initial = {"epoch": 0, **self._validate()}
+            initial.update(epoch_time_s=time.perf_counter() - start, peak_mem_mb=peak_memory_mb(self.device))
+            if self._record(0, initial):
+                return self.test()
+        for epoch in range(self.epoch + 1, self.num_epochs + 1):
+            if self._record(epoch, self._run_epoch(epoch)):
+                break
+        return self.test()
+
+    def test(self) -> TrialResult:
+        """Evaluate the selected weights (best on validation, or last) on the held-out test split."""
+        selected = self.best["state"]
+        self.model.load_state_dict(selected, strict=False)
+        logits, labels = self.predict("test")
+        evaluation = evaluate_predictions(logits, labels, self.data.classnames)
+        metrics = {
+            **evaluation.metrics,
+            "best_epoch": self.best["epoch"],
+            "best_val/acc": self.best["val/acc"],
+            "trainable_params": self.trainable_params,
+            "total_params": self.total_params,
+        }
+        return TrialResult(
+            self.cfg, self.history, metrics, evaluation.per_class, evaluation.confusion, self.data.classnames, selected
+        )
+
+    # ----- checkpoints ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: trainable weights, optimizer, scheduler, RNG, epoch."""
+        return {
+            "epoch": self.epoch,
+            "model": {k: v.detach().cpu() for k, v in self.model.trainable_state().items()},
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
+            "history": self.history,
+            "best": self.best,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        missing = set(state["model"]) - set(self.model.trainable_state())
+        if missing:
+            raise ConfigError(f"checkpoint does not match this config: unexpected weights {sorted(missing)[:3]}")
+        self.model.load_state_dict(state["model"], strict=False)
+        if self.optimizer and state["optimizer"]:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler and state["scheduler"]:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        self.epoch, self.history, self.best = state["epoch"], state["history"], state["best"]
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(path.suffix + ".partial")
+        torch.save(self.state_dict(), partial)
+        os.replace(partial, path)
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
+
+
+def run_trial(
+    cfg: TrialConfig, callbacks: Sequence[Callback] = (), resume_from: str | Path | None = None
+) -> TrialResult:
+    """Build everything for one trial, train it, and test the selected weights."""
+    return Trainer(cfg, callbacks, resume_from).fit()

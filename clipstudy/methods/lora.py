@@ -1,0 +1,38 @@
+"""LoRA: low-rank adapters (peft) on chosen projections of the chosen towers, plus a head."""
+
+from __future__ import annotations
+
+from clipstudy.config import TrialConfig
+from clipstudy.errors import ConfigError
+from clipstudy.methods import METHODS
+from clipstudy.methods.base import BuildContext, Method, ParamGroup, image_feature_dim, make_head, split_decay
+from clipstudy.models.classifier import ImageClassifier
+from clipstudy.models.lora import apply_lora
+
+
+@METHODS.register("lora")
+class Lora(Method):
+    name = "lora"
+    description = "peft LoRA on q/k/v/o/fc1/fc2 of the vision and/or text tower, plus a head"
+
+    def build(self, ctx: BuildContext) -> ImageClassifier:
+        cfg = ctx.cfg
+        text_tower = "text" in cfg.lora.towers
+        if text_tower and cfg.head.kind != "text":
+            raise ConfigError(
+                "lora.towers includes 'text': the classifier must come from the text tower; "
+                f"set head.kind: text (got '{cfg.head.kind}')"
+            )
+        clip = ctx.built.model.requires_grad_(False)
+        head = make_head(ctx, image_feature_dim(clip), trainable=not text_tower)
+        prompts = ctx.prompt_tokens() if text_tower else None
+        apply_lora(clip, cfg.lora)
+        return ImageClassifier(clip, head, live_prompts=prompts)
+
+    def param_groups(self, model: ImageClassifier, cfg: TrialConfig) -> list[ParamGroup]:
+        train = cfg.train
+        head_lr = train.head_lr if train.head_lr is not None else train.lr
+        adapters = [(n, p) for n, p in model.clip.named_parameters() if p.requires_grad]
+        return split_decay("head", list(model.head.named_parameters()), head_lr, train.weight_decay) + split_decay(
+            "adapters", adapters, train.lr, train.weight_decay
+        )

@@ -1,0 +1,67 @@
+"""The model every method trains: a CLIP image encoder and a head (plus the text tower when it adapts)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from clipstudy.models.heads import TextHead, class_embeddings_from_tokens
+
+
+class ImageClassifier(nn.Module):
+    """`clip.encode_image` followed by `head`.
+
+    When the text tower itself trains (LoRA on the text tower), the class embeddings cannot be
+    precomputed: `live_prompts` holds the prompt tokens and the text head's weights are recomputed
+    through the text tower on every training forward (once per evaluation pass in eval mode).
+    """
+
+    def __init__(self, clip: nn.Module, head: nn.Module, live_prompts: torch.Tensor | None = None):
+        super().__init__()
+        self.clip = clip
+        self.head = head
+        if live_prompts is not None and not isinstance(head, TextHead):
+            raise ValueError("live prompts need a TextHead")
+        self.register_buffer("live_prompts", live_prompts, persistent=False)
+        self._eval_class_weights: torch.Tensor | None = None
+
+    @property
+    def live_text(self) -> bool:
+        return self.live_prompts is not None
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.clip.encode_image(images)
+
+    def class_weights(self) -> torch.Tensor:
+        num_classes = self.head.weight.shape[0]
+        return class_embeddings_from_tokens(self.clip.encode_text, self.live_prompts, num_classes)
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        if not self.live_text:
+            return self.head(features)
+        if self.training:
+            return self.head(features, self.class_weights())
+        if self._eval_class_weights is None:
+            self._eval_class_weights = self.class_weights()
+        return self.head(features, self._eval_class_weights)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.features(images))
+
+    def train(self, mode: bool = True) -> ImageClassifier:
+        self._eval_class_weights = None
+        return super().train(mode)
+
+    def param_counts(self) -> tuple[int, int]:
+        """(trainable, total) over what a prediction runs through: the image tower and the head, plus
+        the text tower when it is live. Adapters count in both."""
+        if self.live_text:
+            backbone = [p for n, p in self.clip.named_parameters() if not n.startswith("logit_")]
+        else:
+            backbone = list(self.clip.visual.parameters())
+        total = sum(p.numel() for p in backbone) + sum(p.numel() for p in self.head.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return trainable, total
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach() for name, p in self.named_parameters() if p.requires_grad}

@@ -1,0 +1,79 @@
+"""Classification heads on CLIP image features, and the zero-shot (text) classifier."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LinearHead(nn.Module):
+    def __init__(self, dim: int, num_classes: int, dropout: float = 0.0, normalize: bool = False):
+        super().__init__()
+        self.normalize = normalize
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(dim, num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.normalize:
+            features = F.normalize(features, dim=-1)
+        return self.fc(self.dropout(features))
+
+
+class MLPHead(nn.Module):
+    """Two-layer head (seed 000's full fine-tune classifier): Linear-ReLU-Dropout-Linear."""
+
+    def __init__(self, dim: int, num_classes: int, hidden: int, dropout: float = 0.0, normalize: bool = False):
+        super().__init__()
+        self.normalize = normalize
+        self.net = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(dim, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.normalize:
+            features = F.normalize(features, dim=-1)
+        return self.net(features)
+
+
+class TextHead(nn.Module):
+    """Cosine classifier initialised from the zero-shot class embeddings.
+
+    logits = scale * normalize(features) @ weight.T, with `weight` starting as the normalised class
+    embeddings, so before training the head *is* the zero-shot classifier. `trainable=False` keeps
+    it fixed (zero-shot); `trainable=True` fine-tunes it (the "text" head of FLYP/WiSE-FT/LP-FT).
+    """
+
+    def __init__(self, class_embeddings: torch.Tensor, logit_scale: float, trainable: bool, dropout: float = 0.0):
+        super().__init__()
+        self.weight = nn.Parameter(class_embeddings.detach().clone(), requires_grad=trainable)
+        self.register_buffer("scale", torch.tensor(float(logit_scale)))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, features: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        features = F.normalize(self.dropout(features), dim=-1)
+        weight = self.weight if weight is None else weight
+        return self.scale * features @ weight.to(features.dtype).T
+
+
+def tokenize_prompts(
+    tokenizer: Callable[[list[str]], torch.Tensor], classnames: Sequence[str], templates: Sequence[str]
+) -> torch.Tensor:
+    """Tokens of every (class, template) prompt, class-major: [C * T, context_length]."""
+    prompts = [template.format(name) for name in classnames for template in templates]
+    return tokenizer(prompts)
+
+
+def class_embeddings_from_tokens(
+    encode_text: Callable[[torch.Tensor], torch.Tensor], tokens: torch.Tensor, num_classes: int, chunk: int = 512
+) -> torch.Tensor:
+    """CLIP's zero-shot weights: normalise each prompt embedding, average per class, normalise again."""
+    embeddings = torch.cat([encode_text(tokens[i : i + chunk]) for i in range(0, len(tokens), chunk)])
+    embeddings = F.normalize(embeddings.float(), dim=-1).view(num_classes, -1, embeddings.shape[-1])
+    return F.normalize(embeddings.mean(dim=1), dim=-1)

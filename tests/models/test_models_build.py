@@ -1,0 +1,179 @@
+"""build_clip: the tiny architecture offline, clear errors, fast failure when weights cannot be fetched."""
+
+from __future__ import annotations
+
+import copy
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from clipstudy.config import ModelConfig
+from clipstudy.errors import ModelError
+from clipstudy.models import (
+    TINY_ARCH,
+    BuiltModel,
+    SplitMultiheadAttention,
+    build_clip,
+    fuse_attention,
+    list_architectures,
+)
+from clipstudy.models import build as build_module
+
+
+def _embeddings(built: BuiltModel) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(1)
+    images = torch.randn(3, 3, built.image_size, built.image_size)
+    texts = built.tokenizer(["a cat", "a dog", "a photo of a bird"])
+    with torch.no_grad():
+        return built.model.encode_image(images), built.model.encode_text(texts)
+
+
+def test_tiny_builds_offline_split_and_in_eval_mode():
+    built = build_clip(ModelConfig())
+    assert built.arch == TINY_ARCH == "clipstudy-tiny"
+    assert built.pretrained == "none"
+    assert built.image_size == 32
+    assert len(built.mean) == len(built.std) == 3
+    assert not built.model.training
+    assert TINY_ARCH in list_architectures()
+    assert "ViT-B-32" in list_architectures()
+    for tower in (built.model.visual.transformer, built.model.transformer):
+        assert len(tower.resblocks) == 2
+        assert all(isinstance(b.attn, SplitMultiheadAttention) for b in tower.resblocks)
+    tokens = built.tokenizer(["a cat", "a dog"])
+    assert tokens.shape == (2, 77)
+    image_features, text_features = _embeddings(built)
+    assert image_features.shape == (*text_features.shape[:1], 64) == (3, 64)
+
+
+def test_tiny_config_ships_inside_the_package():
+    path = Path(build_module.__file__).parent / "model_configs" / f"{TINY_ARCH}.json"
+    assert path.is_file()
+
+
+def test_unknown_arch_lists_valid_names():
+    with pytest.raises(ModelError) as info:
+        build_clip(ModelConfig(arch="ViT-B-33"))
+    message = str(info.value)
+    assert "ViT-B-33" in message and "ViT-B-32" in message and TINY_ARCH in message
+
+
+def test_unknown_tag_lists_valid_tags():
+    with pytest.raises(ModelError) as info:
+        build_clip(ModelConfig(arch="ViT-B-32", pretrained="not_a_tag"))
+    message = str(info.value)
+    assert "not_a_tag" in message and "openai" in message and "laion2b_s34b_b79k" in message
+
+
+def test_tag_for_arch_without_weights():
+    with pytest.raises(ModelError, match="no published weights"):
+        build_clip(ModelConfig(pretrained="openai"))
+
+
+def test_missing_checkpoint_file():
+    with pytest.raises(ModelError, match="no such checkpoint file"):
+        build_clip(ModelConfig(pretrained="/nonexistent/weights.pt"))
+
+
+def _assert_fails_fast(cfg: ModelConfig) -> None:
+    start = time.perf_counter()
+    with pytest.raises(ModelError) as info:
+        build_clip(cfg)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 10, f"took {elapsed:.1f}s"
+    message = str(info.value)
+    assert "local file" in message and "model.pretrained" in message
+    assert "huggingface-cli download laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in message
+
+
+def test_uncached_tag_fails_fast_with_hf_hub_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _assert_fails_fast(ModelConfig(arch="ViT-B-32", pretrained="laion2b_s34b_b79k", cache_dir=str(tmp_path)))
+
+
+def test_uncached_tag_fails_fast_on_unreachable_network(monkeypatch, tmp_path):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    if build_module._reachable("https://huggingface.co"):
+        pytest.skip("the Hugging Face Hub is reachable from here")
+    _assert_fails_fast(ModelConfig(arch="ViT-B-32", pretrained="laion2b_s34b_b79k", cache_dir=str(tmp_path)))
+
+
+def test_unreachable_endpoint_is_detected_quickly(monkeypatch, tmp_path):
+    """A black-holed endpoint (TEST-NET-1 address, RFC 5737) must not hang past the probe timeout."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://192.0.2.1")
+    start = time.perf_counter()
+    with pytest.raises(ModelError, match="unreachable"):
+        build_clip(ModelConfig(arch="ViT-B-32", pretrained="openai", cache_dir=str(tmp_path)))
+    assert time.perf_counter() - start < 10
+
+
+def test_reachable_probe():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert build_module._reachable(f"http://127.0.0.1:{port}/x")
+    assert not build_module._reachable(f"http://127.0.0.1:{port}/x")
+
+
+def test_cached_hf_file_is_found(tmp_path):
+    repo = tmp_path / "models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    snapshot = repo / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "open_clip_model.safetensors").write_bytes(b"x")
+    cfg = {"hf_hub": "laion/CLIP-ViT-B-32-laion2B-s34B-b79K/"}
+    found = build_module._cached_checkpoint(cfg, str(tmp_path))
+    assert found == str(snapshot / "open_clip_model.safetensors")
+
+
+def test_cached_url_file_is_found(tmp_path):
+    (tmp_path / "weights-123.pt").write_bytes(b"x")
+    cfg = {"url": "https://example.com/a/weights-123.pt"}
+    assert build_module._cached_checkpoint(cfg, str(tmp_path)) == str(tmp_path / "weights-123.pt")
+    assert build_module._cached_checkpoint({"url": "https://example.com/other.pt"}, str(tmp_path)) is None
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_local_checkpoint_file_loads(tmp_path, suffix):
+    torch.manual_seed(123)
+    built = build_clip(ModelConfig())
+    exported = copy.deepcopy(built.model)
+    fuse_attention(exported)  # open_clip's own layout
+    path = tmp_path / f"tiny{suffix}"
+    state = {k: v.contiguous() for k, v in exported.state_dict().items()}
+    if suffix == ".pt":
+        torch.save(state, path)
+    else:
+        save_file(state, str(path))
+    loaded = build_clip(ModelConfig(pretrained=str(path)))
+    assert loaded.pretrained == str(path)
+    for a, b in zip(_embeddings(built), _embeddings(loaded), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_tiny_train_step():
+    built = build_clip(ModelConfig())
+    model = built.model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    images = torch.randn(32, 3, built.image_size, built.image_size)
+    target = torch.randn(32, 64)
+    times = []
+    for _ in range(4):
+        start = time.perf_counter()
+        loss = torch.nn.functional.mse_loss(model.encode_image(images), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    assert torch.isfinite(loss)
+    print(
+        f"tiny train step (batch 32, fwd+bwd+AdamW): {min(times) * 1000:.1f} ms best, "
+        f"{sum(times[1:]) / 3 * 1000:.1f} ms mean after warm-up"
+    )

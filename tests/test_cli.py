@@ -1,0 +1,84 @@
+import json
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from clipstudy.cli import app
+
+runner = CliRunner()
+QUICKSTART = str(Path(__file__).parents[1] / "studies" / "quickstart.yaml")
+
+
+def test_ls_lists_registries():
+    methods = runner.invoke(app, ["ls", "methods"])
+    assert methods.exit_code == 0
+    for name in ("zero_shot", "linear_probe", "full_ft", "lora"):
+        assert name in methods.output
+    datasets = runner.invoke(app, ["ls", "datasets"])
+    assert {"cifar100", "cifar10", "imagefolder", "digits", "synthetic"} <= set(datasets.output.split())
+    models = runner.invoke(app, ["ls", "models"])
+    assert {"ViT-B-32", "clipstudy-tiny"} <= set(models.output.split())
+
+
+def test_dry_run_prints_config_and_trainable_params(tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            QUICKSTART,
+            "--arm",
+            "lora",
+            "--dry-run",
+            "--set",
+            "lora.r=4",
+            "--set",
+            "lora.targets=[q,v]",
+            "--set",
+            f"data.cache_dir={tmp_path}",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "trainable_params: " in result.output
+    trainable = int(result.output.split("trainable_params: ")[1].split()[0])
+    # tiny model: 2 vision blocks x (q, v) x r(64 + 64) + linear head 64*10 + 10
+    assert trainable == 2 * 2 * 4 * 128 + 650
+    assert "r: 4" in result.output
+
+
+def test_train_runs_a_trial_and_writes_results(tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            QUICKSTART,
+            "--arm",
+            "linear_probe",
+            "--set",
+            "train.epochs=2",
+            "--set",
+            f"data.cache_dir={tmp_path}",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "test/acc" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["test/acc"] <= 1
+    for name in ("per_class.csv", "confusion_matrix.csv", "weights.safetensors", "history.csv"):
+        assert (out / name).stat().st_size > 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["method"] == "linear_probe"
+
+
+def test_bad_input_exits_2_with_a_clear_message(tmp_path):
+    result = runner.invoke(app, ["train", QUICKSTART])
+    assert result.exit_code == 2
+    assert "choose one with --arm" in result.output
+    result = runner.invoke(app, ["train", QUICKSTART, "--arm", "lora", "--set", "lora.r=0", "--dry-run"])
+    assert result.exit_code == 2 and "lora.r" in result.output
+    result = runner.invoke(app, ["train", QUICKSTART, "--arm", "lorra"])
+    assert result.exit_code == 2 and "did you mean 'lora'" in result.output
+    result = runner.invoke(app, ["train", QUICKSTART, "--arm", "lora", "--set", "model.arch=ViT-Q-99"])
+    assert result.exit_code == 2 and "unknown" in result.output and "ViT-B-32" in result.output
