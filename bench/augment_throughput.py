@@ -127,8 +127,10 @@ def main() -> None:
         args.rounds,
     )
     rows = list(rates.items())
-    print(f"{args.images} images 32 px -> {SIZE} px, torch threads {torch.get_num_threads()}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other load skews the figures)")
+    print(
+        f"{args.images} images 32 px -> {SIZE} px, torch threads {torch.get_num_threads()}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other load skews the figures)"
+    )
     print(f"{'pipeline':<42}{'images/s':>10}")
     for name, value in rows:
         print(f"{name:<42}{value:>10.0f}")

@@ -12,7 +12,7 @@ normalised, on the same device. The train transform runs, in this order:
 
 The per-image torchvision pipeline of the original study upsamples first and runs every op at 224 px;
 doing the work before the one upsampling gives the same kinds of variation for a fraction of the cost
-(see docs/benchmarks_augment.md). Random parameters are drawn by kornia's samplers from torch's global
+(see docs/benchmarks.md). Random parameters are drawn by kornia's samplers from torch's global
 RNG, so seeding it (the engine does, per epoch) reproduces a batch exactly.
 
 Resampling uses the bicubic kernel with antialiasing of `F.interpolate(mode="bicubic", antialias=True)`
@@ -113,8 +113,7 @@ class TrainTransform(nn.Module):
             pre.append(K.RandomHorizontalFlip(p=cfg.hflip))
         if cfg.color_jitter or cfg.hue:
             jitter = cfg.color_jitter
-            pre.append(K.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=cfg.hue,
-                                     p=1.0))
+            pre.append(K.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=cfg.hue, p=1.0))
         if cfg.rotation or cfg.translate:
             translate = (cfg.translate, cfg.translate) if cfg.translate else None
             pre.append(K.RandomAffine(degrees=cfg.rotation, translate=translate, resample="bilinear", p=1.0))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from sklearn.datasets import load_digits
 
 from clipstudy.config import DataConfig
 from clipstudy.data.base import DATASETS, Source, Split
@@ -15,6 +14,8 @@ CLASSNAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "ei
 @DATASETS.register("digits")
 def load_digits_source(cfg: DataConfig, image_size: int) -> Source:
     """1797 images, values 0..16 scaled to 0..255 and replicated to RGB; kept at 8x8 (no test split)."""
+    from sklearn.datasets import load_digits  # scikit-learn takes seconds to import
+
     bunch = load_digits()
     gray = torch.from_numpy(bunch.images).mul(255.0 / 16.0).round().clamp(0, 255).to(torch.uint8)
     images = gray.unsqueeze(1).expand(-1, 3, -1, -1).contiguous()

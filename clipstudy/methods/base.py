@@ -8,15 +8,13 @@ rates (`param_groups`), and whether its backbone is frozen (so the engine may ca
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
 from clipstudy.config import TrialConfig
-from clipstudy.data import DataBundle
 from clipstudy.errors import ConfigError
-from clipstudy.models.build import BuiltModel
 from clipstudy.models.classifier import ImageClassifier
 from clipstudy.models.heads import (
     LinearHead,
@@ -25,6 +23,10 @@ from clipstudy.models.heads import (
     class_embeddings_from_tokens,
     tokenize_prompts,
 )
+
+if TYPE_CHECKING:  # open_clip and the data layer load when a model is built, not to list methods
+    from clipstudy.data import DataBundle
+    from clipstudy.models.build import BuiltModel
 
 
 @dataclass

@@ -7,7 +7,6 @@ from clipstudy.errors import ConfigError
 from clipstudy.methods import METHODS
 from clipstudy.methods.base import BuildContext, Method, ParamGroup, image_feature_dim, make_head, split_decay
 from clipstudy.models.classifier import ImageClassifier
-from clipstudy.models.lora import apply_lora
 
 
 @METHODS.register("lora")
@@ -23,6 +22,8 @@ class Lora(Method):
                 "lora.towers includes 'text': the classifier must come from the text tower; "
                 f"set head.kind: text (got '{cfg.head.kind}')"
             )
+        from clipstudy.models.lora import apply_lora  # peft is slow to import; only LoRA trials need it
+
         clip = ctx.built.model.requires_grad_(False)
         head = make_head(ctx, image_feature_dim(clip), trainable=not text_tower)
         prompts = ctx.prompt_tokens() if text_tower else None

@@ -1,34 +1,34 @@
-"""open_clip models for clipstudy: building (with fast offline failure), split attention and LoRA."""
+"""open_clip models for clipstudy: building (with fast offline failure), split attention, LoRA, heads.
 
-from clipstudy.models.attention import SplitMultiheadAttention, fuse_attention, split_attention
-from clipstudy.models.build import TINY_ARCH, BuiltModel, build_clip, list_architectures
-from clipstudy.models.lora import (
-    TARGET_MODULES,
-    apply_lora,
-    count_lora_params,
-    load_lora,
-    load_lora_state_dict,
-    lora_state_dict,
-    merge_lora,
-    save_lora,
-    set_lora_scale,
-)
+Names are loaded on first use: open_clip and peft take seconds to import, and commands such as
+`clipstudy ls methods` must not pay for them.
+"""
 
-__all__ = [
-    "TARGET_MODULES",
-    "TINY_ARCH",
-    "BuiltModel",
-    "SplitMultiheadAttention",
-    "apply_lora",
-    "build_clip",
-    "count_lora_params",
-    "fuse_attention",
-    "list_architectures",
-    "load_lora",
-    "load_lora_state_dict",
-    "lora_state_dict",
-    "merge_lora",
-    "save_lora",
-    "set_lora_scale",
-    "split_attention",
-]
+from importlib import import_module
+
+_HOMES = {
+    "SplitMultiheadAttention": "attention",
+    "fuse_attention": "attention",
+    "split_attention": "attention",
+    "TINY_ARCH": "build",
+    "BuiltModel": "build",
+    "build_clip": "build",
+    "list_architectures": "build",
+    "TARGET_MODULES": "lora",
+    "apply_lora": "lora",
+    "count_lora_params": "lora",
+    "load_lora": "lora",
+    "load_lora_state_dict": "lora",
+    "lora_state_dict": "lora",
+    "merge_lora": "lora",
+    "save_lora": "lora",
+    "set_lora_scale": "lora",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'clipstudy.models' has no attribute '{name}'")
+    return getattr(import_module(f"clipstudy.models.{_HOMES[name]}"), name)

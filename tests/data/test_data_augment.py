@@ -63,8 +63,9 @@ def test_eval_is_deterministic_and_identity_at_size():
 
 def test_no_ops_train_equals_eval():
     x = images()
-    assert torch.allclose(build_train_transform(AugmentConfig(), 48, MEAN, STD)(x),
-                          build_eval_transform(48, MEAN, STD)(x), atol=1e-5)
+    assert torch.allclose(
+        build_train_transform(AugmentConfig(), 48, MEAN, STD)(x), build_eval_transform(48, MEAN, STD)(x), atol=1e-5
+    )
 
 
 def test_identical_images_get_different_augmentations():
@@ -112,11 +113,15 @@ def test_transforms_stay_on_cuda():
     assert MixBatch(AugmentConfig(mixup_alpha=1.0, mix_prob=1.0), 4)(x.float(), y)[1].device.type == "cuda"
 
 
-@pytest.mark.parametrize("cfg", [
-    AugmentConfig(mixup_alpha=0.8, mix_prob=1.0),
-    AugmentConfig(cutmix_alpha=1.0, mix_prob=1.0),
-    AugmentConfig(mixup_alpha=0.8, cutmix_alpha=1.0, mix_prob=1.0),
-], ids=["mixup", "cutmix", "both"])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        AugmentConfig(mixup_alpha=0.8, mix_prob=1.0),
+        AugmentConfig(cutmix_alpha=1.0, mix_prob=1.0),
+        AugmentConfig(mixup_alpha=0.8, cutmix_alpha=1.0, mix_prob=1.0),
+    ],
+    ids=["mixup", "cutmix", "both"],
+)
 def test_mixing_gives_soft_targets_summing_to_one(cfg):
     mix = MixBatch(cfg, num_classes=5)
     assert mix.active

@@ -41,8 +41,12 @@ def make_fake_cifar(root, monkeypatch, name):
     monkeypatch.setattr(cifar, "check_integrity", lambda *args, **kwargs: True)
     rng = np.random.default_rng(0)
     if name == "cifar10":
-        folder, files, key, label_key = "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], \
-            "label_names", "labels"
+        folder, files, key, label_key = (
+            "cifar-10-batches-py",
+            [f"data_batch_{i}" for i in range(1, 6)],
+            "label_names",
+            "labels",
+        )
         meta, classes = "batches.meta", [f"class_{i}" for i in range(10)]
         test_file = "test_batch"
     else:

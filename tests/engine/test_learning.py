@@ -1,6 +1,7 @@
 """On real images (scikit-learn's digits) the tiny model must actually learn.
 
-Floors were set from measured runs (see the issue note) with a wide safety margin; chance is 0.10.
+Measured (seeds 0-2, these settings): full_ft 0.82-0.88, lora 0.74-0.81 test accuracy; chance is 0.10.
+The floors leave a margin of about 0.1 below the worst seed.
 """
 
 import pytest

@@ -52,7 +52,10 @@ def test_logreg_protocol_selects_c_on_validation(tiny_config):
     x, y = (t.cpu().numpy() for t in trainer.sources["train"])
     reference = LogisticRegression(C=record["probe/best_C"], max_iter=1000).fit(x, y)
     torch.testing.assert_close(
-        trainer.model.head.fc.weight.detach(), torch.as_tensor(reference.coef_, dtype=torch.float32), rtol=1e-4, atol=1e-4
+        trainer.model.head.fc.weight.detach(),
+        torch.as_tensor(reference.coef_, dtype=torch.float32),
+        rtol=1e-4,
+        atol=1e-4,
     )
 
 

@@ -26,7 +26,9 @@ def test_text_tower_lora_needs_the_text_head(tiny_config):
 
 
 def test_text_tower_lora_trains_through_live_class_embeddings(tiny_config):
-    trainer = Trainer(tiny_config("lora", lora__towers=["text"], head__kind="text", train__lr=1e-2, train__select="last"))
+    trainer = Trainer(
+        tiny_config("lora", lora__towers=["text"], head__kind="text", train__lr=1e-2, train__select="last")
+    )
     assert trainer.model.live_text
     text_adapters = {
         n: p.detach().clone() for n, p in trainer.model.clip.transformer.named_parameters() if "lora_B" in n
