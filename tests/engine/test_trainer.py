@@ -98,3 +98,15 @@ def test_checkpoint_holds_what_resumption_needs(tiny_config, tmp_path):
     assert {"epoch", "model", "optimizer", "scheduler", "rng", "history", "best"} <= state.keys()
     assert state["epoch"] == 1 and state["optimizer"]["state"]
     assert set(state["model"]) == {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+
+
+def test_bf16_autocast_trains_with_finite_metrics(tiny_config):
+    trainer = Trainer(tiny_config("lora", train__precision="bf16"))
+    assert trainer.autocast_dtype == torch.bfloat16
+    result = trainer.fit()
+    assert math.isfinite(result.history[1]["train/loss"]) and math.isfinite(result.history[1]["val/loss"])
+    assert all(w.dtype == torch.float32 for w in result.weights.values())
+
+
+def test_auto_precision_is_fp32_on_cpu(tiny_config):
+    assert Trainer(tiny_config("zero_shot")).autocast_dtype is None
