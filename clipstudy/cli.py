@@ -142,6 +142,56 @@ def train(
         console.print(f"results written to {write_result(result, out)}")
 
 
+@app.command()
+def validate(paths: Annotated[list[Path], typer.Argument(help="Study files or folders of them.")]) -> None:
+    """Check study files without running anything (every problem, by file and field path)."""
+    from clipstudy.studyfile import load_study
+
+    files = [f for p in paths for f in (sorted(p.glob("*.yaml")) if p.is_dir() else [p])]
+    failed = 0
+    for file in files:
+        try:
+            study = load_study(file)
+        except ClipstudyError as error:
+            failed += 1
+            errors.print(f"[bold red]invalid:[/] {error}", highlight=False)
+            continue
+        trials = sum(arm.trials for arm in study.arms)
+        console.print(f"ok: {file} ({study.name}: {len(study.arms)} arms, {trials} trials)", highlight=False)
+    if failed or not files:
+        if not files:
+            errors.print("no study files found")
+        raise typer.Exit(USAGE_ERROR)
+
+
+@app.command()
+def run(
+    study_file: Annotated[Path, typer.Argument(help="A study YAML file.")],
+    arm: Annotated[list[str] | None, typer.Option(help="Run only these arms (repeatable).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: key=value.")] = None,
+    local: Annotated[bool, typer.Option(help="Start Ray on this machine (its GPU or its CPUs).")] = False,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run of this study.")] = False,
+) -> None:
+    """Run a study's search on Ray Tune and record it in MLflow."""
+    try:
+        from clipstudy.study import RunOptions, run_study
+    except ImportError as error:
+        raise fail(
+            ClipstudyError(
+                f"the study runner needs the 'study' extra ({error.name} missing): pip install 'clipstudy[study]'"
+            )
+        ) from None
+    options = RunOptions(arms=arm, overrides=set_, local=local, address=address, resume=resume)
+    try:
+        trials = run_study(study_file, options)
+    except ClipstudyError as error:
+        raise fail(error) from None
+    from clipstudy.summary import print_summary
+
+    print_summary(console, trials, trials.attrs.get("tracking_uri"))
+
+
 def main() -> None:
     app()
 

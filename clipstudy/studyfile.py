@@ -7,21 +7,61 @@ compute starts.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from clipstudy.config import TrialConfig, build_config, format_validation_error, load_yaml
+from clipstudy.config import TrialConfig, build_config, check_keys, flatten, format_validation_error, load_yaml
 from clipstudy.errors import ConfigError, did_you_mean
+from clipstudy.search_space import Dist, grid
+
+METRICS = ("val/acc", "val/loss", "train/acc", "train/loss")
 
 
-class Arm(BaseModel):
+class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+
+class SearchSettings(Strict):
+    algorithm: Literal["tpe", "random", "grid"] = "tpe"
+    """Optuna's TPE (default), random sampling, or the full grid of every arm's choices."""
+    seed: int = 0
+
+
+class SchedulerSettings(Strict):
+    kind: Literal["asha", "fifo"] = "asha"
+    grace_period: Annotated[int, Field(ge=1)] = 1
+    """Epochs every trial runs before ASHA may stop it."""
+    reduction_factor: Annotated[float, Field(gt=1)] = 3.0
+
+
+class Resources(Strict):
+    """What one worker of a trial needs; a trial has `workers` of them (DDP when > 1)."""
+
+    cpus: Annotated[float, Field(gt=0)] = 1.0
+    gpus: Annotated[float, Field(ge=0)] = 0.0
+    """Fractions below 1 share a GPU between trials (e.g. 0.25: four linear probes per GPU)."""
+    workers: Annotated[int, Field(ge=1)] = 1
+
+    @field_validator("gpus")
+    @classmethod
+    def _whole_above_one(cls, gpus: float) -> float:
+        if gpus > 1 and gpus != int(gpus):
+            raise ValueError(f"more than one GPU per worker must be a whole number, got {gpus}")
+        return gpus
+
+
+class Arm(Strict):
     name: str = Field(min_length=1)
     method: str
     config: dict[str, Any] = Field(default_factory=dict)
     """Overrides of the study's base config for this arm (nested sections or dotted keys)."""
+    search: dict[str, Dist] = Field(default_factory=dict)
+    """Config key -> search-space entry, sampled per trial."""
+    trials: Annotated[int, Field(ge=1)] = 1
+    """Trial budget of the arm (Tune's num_samples; for grid search, repeats of the grid)."""
+    resources: Resources | None = None
+    """Overrides the study's per-trial resources for this arm."""
 
 
 class Study(BaseModel):
@@ -32,6 +72,26 @@ class Study(BaseModel):
     base: dict[str, Any] = Field(default_factory=dict)
     """Config shared by every arm; defaults fill in the rest."""
     arms: list[Arm] = Field(min_length=1)
+    metric: Literal[METRICS] = "val/acc"
+    mode: Literal["max", "min"] = "max"
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    resources: Resources = Field(default_factory=Resources)
+    max_concurrent: Annotated[int, Field(ge=1)] | None = None
+    """Trials running at once per arm; None = as many as the resources allow."""
+    max_failures: Annotated[int, Field(ge=0)] = 1
+    """Ray Train FailureConfig: restarts of a trial's workers from its last epoch checkpoint."""
+    tracking_uri: str | None = None
+    """MLflow tracking server; MLFLOW_TRACKING_URI wins; default: ./mlflow.db (SQLite)."""
+    storage: str | None = None
+    """Ray storage path for checkpoints (s3://... on multi-node clusters); default ./runs."""
+
+    @model_validator(mode="after")
+    def _metric_mode(self) -> Study:
+        expected = "max" if self.metric.endswith("/acc") else "min"
+        if self.mode != expected:
+            raise ValueError(f"mode '{self.mode}' with metric '{self.metric}' would select the worst trial")
+        return self
 
     @field_validator("arms")
     @classmethod
@@ -51,16 +111,45 @@ class Study(BaseModel):
             f"study '{self.name}' has no arm '{name}'{did_you_mean(name, names)}; arms: {', '.join(names)}"
         )
 
-    def arm_config(self, arm: Arm | str, overrides: list[str] = (), where: str = "") -> TrialConfig:
+    def arm_config(
+        self, arm: Arm | str, overrides: list[str] = (), where: str = "", params: dict[str, Any] | None = None
+    ) -> TrialConfig:
+        """Defaults <- study base <- arm config <- sampled `params` <- `--set` overrides."""
         arm = self.arm(arm) if isinstance(arm, str) else arm
         index = self.arms.index(arm)
         return build_config(
             self.base,
             {"method": arm.method},
             arm.config,
+            params or {},
             overrides=list(overrides),
             where=f"{where}arms[{index}] ({arm.name})",
         )
+
+    def arm_resources(self, arm: Arm) -> Resources:
+        return arm.resources or self.resources
+
+    def check_search(self, arm: Arm, where: str = "") -> list[str]:
+        """Problems of an arm's search space: unknown keys, and values the config would reject."""
+        index = self.arms.index(arm)
+        prefix = f"{where}arms[{index}] ({arm.name}).search"
+        problems = []
+        for key, dist in arm.search.items():
+            try:
+                check_keys([key, *(dist.when or {})], f"{prefix}.{key}")
+            except ConfigError as error:
+                problems.append(str(error))
+                continue
+            for value in dist.candidates():
+                try:
+                    self.arm_config(arm, params={key: value}, where=f"{prefix}.{key}={value!r}: ")
+                except ConfigError as error:
+                    problems.append(str(error))
+        return problems
+
+    def fixed_values(self, arm: Arm) -> dict[str, Any]:
+        """The arm's resolved config as dotted keys (what `when` conditions see for unsearched keys)."""
+        return flatten(self.arm_config(arm).model_dump(mode="json"))
 
 
 def load_study(path: str | Path) -> Study:
@@ -79,6 +168,13 @@ def load_study(path: str | Path) -> Study:
             study.arm_config(arm, where=f"{path}: ")
         except ConfigError as error:
             problems.append(str(error))
+            continue
+        problems += study.check_search(arm, where=f"{path}: ")
+        if study.search.algorithm == "grid":
+            try:
+                grid(arm.search)
+            except ValueError as error:
+                problems.append(f"{path}: arms[{study.arms.index(arm)}] ({arm.name}).search: {error}")
     if problems:
         raise ConfigError("\n".join(problems))
     return study

@@ -59,3 +59,72 @@ def test_typo_at_the_top_and_unknown_method(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
         load_study(tmp_path / "nope.yaml")
+
+
+def test_search_problems_are_listed_by_field_path(tmp_path):
+    path = write(
+        tmp_path,
+        {
+            "name": "bad",
+            "arms": [
+                {
+                    "name": "lora",
+                    "method": "lora",
+                    "search": {
+                        "lora.rank": {"choice": [4, 8]},
+                        "lora.r": {"choice": [0, 8]},
+                        "train.lr": {"loguniform": [1e-2, 1e-4]},
+                        "head.dropout": {"uniform": [0, 0.5], "when": {"head.knd": "mlp"}},
+                    },
+                }
+            ],
+        },
+    )
+    with pytest.raises(ConfigError) as error:
+        load_study(path)
+    message = str(error.value)
+    assert "arms.0.search.train.lr: Value error, loguniform: low (0.01) > high (0.0001)" in message
+    path = write(
+        tmp_path,
+        {
+            "name": "bad",
+            "arms": [
+                {
+                    "name": "lora",
+                    "method": "lora",
+                    "search": {
+                        "lora.rank": {"choice": [4, 8]},
+                        "lora.r": {"choice": [0, 8]},
+                        "head.dropout": {"uniform": [0, 0.5], "when": {"head.knd": "mlp"}},
+                    },
+                }
+            ],
+        },
+    )
+    with pytest.raises(ConfigError) as error:
+        load_study(path)
+    message = str(error.value)
+    assert "search.lora.rank: unknown config key 'lora.rank' (did you mean 'lora.r'?)" in message
+    assert "search.lora.r=0: arms[0] (lora): lora.r: Input should be greater than 0" in message
+    assert "unknown config key 'head.knd' (did you mean 'head.kind'?)" in message
+
+
+def test_settings_are_checked(tmp_path):
+    arms = [{"name": "a", "method": "lora"}]
+    with pytest.raises(ConfigError, match="would select the worst trial"):
+        load_study(write(tmp_path, {"name": "x", "arms": arms, "metric": "val/loss", "mode": "max"}))
+    with pytest.raises(ConfigError, match="whole number"):
+        load_study(write(tmp_path, {"name": "x", "arms": arms, "resources": {"gpus": 1.5}}))
+    with pytest.raises(ConfigError, match="grid search needs"):
+        load_study(
+            write(
+                tmp_path,
+                {
+                    "name": "x",
+                    "search": {"algorithm": "grid"},
+                    "arms": [{**arms[0], "search": {"train.lr": {"uniform": [0.1, 0.2]}}}],
+                },
+            )
+        )
+    study = load_study(write(tmp_path, {"name": "x", "arms": arms}))
+    assert (study.metric, study.mode, study.scheduler.kind, study.search.algorithm) == ("val/acc", "max", "asha", "tpe")

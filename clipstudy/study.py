@@ -1,0 +1,240 @@
+"""Run a study on Ray Tune: one Tuner per arm (its own search space, searcher and ASHA bracket).
+
+Optuna proposes configurations (TPE by default, seeded; random and grid also) with its study in
+SQLite beside the MLflow store, so `optuna-dashboard sqlite:///optuna.db` opens it. ASHA stops
+hopeless trials after any epoch. A study interrupted anywhere continues with `resume=True`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import BasicVariantGenerator
+from ray.tune.search.optuna import OptunaSearch
+
+from clipstudy import tracking
+from clipstudy.errors import ConfigError
+from clipstudy.search_space import Dist, grid, sample
+from clipstudy.studyfile import Arm, Resources, Study, load_study
+from clipstudy.trial import PLANNED, RUN_ID, ArmSpec, trial_driver
+
+OPTUNA_DB = "optuna.db"
+
+
+def was_pruned(result: dict[str, Any] | None) -> bool:
+    """A trial that stopped before its planned last epoch, without an error, was stopped by ASHA."""
+    if not result or "epoch" not in result or PLANNED not in result:
+        return False
+    return result["epoch"] < result[PLANNED]
+
+
+class PruneAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna the truth about early-stopped trials.
+
+    Ray's OptunaSearch records a trial stopped by ASHA as COMPLETE with its low-fidelity value,
+    which misleads TPE and "best trial". Here intermediate values are reported per epoch
+    (step = epoch) and such trials are told PRUNED.
+    """
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._completed_trials or self.metric not in result:
+            return
+        self._ot_trials[trial_id].report(result[self.metric], int(result["epoch"]))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if not error and was_pruned(result) and trial_id not in self._completed_trials:
+            from optuna.trial import TrialState
+
+            self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result, error)
+
+
+class StatusCallback(tune.Callback):
+    """Marks MLflow child runs pruned (ASHA) or failed (a trial that died without saying why)."""
+
+    def __init__(self, tracking_uri: str):
+        self.tracking_uri = tracking_uri
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        result = trial.last_result or {}
+        if was_pruned(result) and RUN_ID in result:
+            tracking.set_status(self.tracking_uri, result[RUN_ID], "pruned")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        result = trial.last_result or {}
+        if RUN_ID in result:
+            reason = f"trial errored: {trial.error_file or 'see the Ray logs'}"
+            tracking.mark_failed_if_running(self.tracking_uri, result[RUN_ID], reason)
+
+
+@dataclass
+class ArmSpace:
+    """The define-by-run space of one arm (a class, not a lambda: Tune pickles the searcher)."""
+
+    space: dict[str, Dist]
+    fixed: dict[str, Any]
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        return sample(self.space, trial, self.fixed)
+
+
+@dataclass
+class RunOptions:
+    arms: list[str] | None = None
+    overrides: list[str] | None = None
+    local: bool = False
+    address: str | None = None
+    resume: bool = False
+    workdir: str = "."
+
+
+def searcher(study: Study, arm: Arm, storage_url: str, run_tag: str) -> Any:
+    """Optuna (define-by-run over the arm's space), or Tune's generator for arms with nothing to search."""
+    if not arm.search:
+        return BasicVariantGenerator()
+    import optuna
+
+    fixed = study.fixed_values(arm)
+    samplers = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=study.search.seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=study.search.seed),
+        "grid": lambda: optuna.samplers.GridSampler(grid(arm.search), seed=study.search.seed),
+    }
+    return PruneAwareOptunaSearch(
+        space=ArmSpace(arm.search, fixed),
+        metric=study.metric,
+        mode=study.mode,
+        sampler=samplers[study.search.algorithm](),
+        study_name=f"{study.name}.{arm.name}.{run_tag}",
+        storage=optuna.storages.RDBStorage(storage_url),
+    )
+
+
+def num_samples(study: Study, arm: Arm) -> int:
+    if study.search.algorithm == "grid" and arm.search:
+        return arm.trials * math.prod(len(v) for v in grid(arm.search).values())
+    return arm.trials
+
+
+def scheduler(study: Study, epochs: int) -> Any:
+    if study.scheduler.kind == "fifo" or epochs < 2:
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="epoch",
+        metric=study.metric,
+        mode=study.mode,
+        max_t=epochs,
+        grace_period=min(study.scheduler.grace_period, epochs),
+        reduction_factor=study.scheduler.reduction_factor,
+    )
+
+
+def trial_resources(resources: Resources) -> dict[str, float]:
+    """In-process trials hold their worker's resources; a worker group's driver needs almost none."""
+    if resources.workers == 1:
+        return {"cpu": resources.cpus, "gpu": resources.gpus}
+    return {"cpu": 0.01}
+
+
+def check_feasible(study: Study, arms: list[Arm]) -> None:
+    """Fail before any trial when no node could ever host one worker of an arm.
+
+    Only meaningful where the nodes are all there is (`--local`): an autoscaling cluster starts
+    its GPU workers on demand, so its live nodes say nothing about what it can host.
+    """
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    problems = []
+    for arm in arms:
+        need = study.arm_resources(arm)
+        if not any(n.get("CPU", 0) >= need.cpus and n.get("GPU", 0) >= need.gpus for n in nodes):
+            biggest = max(((n.get("CPU", 0), n.get("GPU", 0)) for n in nodes), default=(0, 0))
+            where = f"arms ({arm.name}).resources" if arm.resources else "resources"
+            problems.append(
+                f"{where}: a worker needs {need.cpus:g} CPU and {need.gpus:g} GPU, but the largest node has "
+                f"{biggest[0]:g} CPU and {biggest[1]:g} GPU; lower the request or add a node type that has them"
+            )
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def connect(options: RunOptions) -> None:
+    if ray.is_initialized():
+        return
+    if options.local:
+        ray.init(include_dashboard=False, configure_logging=False)
+    else:
+        address = options.address or os.environ.get("RAY_ADDRESS")
+        if not address:
+            raise ConfigError("no Ray cluster given: pass --local, --address ADDR, or set RAY_ADDRESS")
+        ray.init(address=address, configure_logging=False)
+
+
+def run_arm(study: Study, arm: Arm, spec: ArmSpec, storage_url: str, run_tag: str, resume: bool) -> None:
+    epochs = study.arm_config(arm, overrides=spec.overrides).train.epochs
+    trainable = tune.with_resources(tune.with_parameters(trial_driver, spec=spec), trial_resources(spec.resources))
+    experiment = f"{study.name}.{arm.name}"
+    path = f"{spec.storage_path.rstrip('/')}/{experiment}"
+    if resume and tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher(study, arm, storage_url, run_tag),
+                max_concurrent_trials=study.max_concurrent,
+                scheduler=scheduler(study, epochs),
+                num_samples=num_samples(study, arm),
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name=experiment,
+                storage_path=spec.storage_path,
+                callbacks=[StatusCallback(spec.tracking_uri)],
+                failure_config=tune.FailureConfig(max_failures=spec.max_failures if spec.in_process else 0),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                verbose=1,
+            ),
+        )
+    tuner.fit()
+
+
+def run_study(study_file: str | Path, options: RunOptions | None = None) -> pd.DataFrame:
+    """Run (or resume) every arm of a study, or the named ones; returns one row per trial."""
+    options = options or RunOptions()
+    study = load_study(study_file)
+    arms = [study.arm(name) for name in options.arms] if options.arms else study.arms
+    overrides = list(options.overrides or [])
+    for arm in arms:
+        study.arm_config(arm, overrides=overrides, where=f"{study_file}: ")
+    workdir = Path(options.workdir).resolve()
+    uri = tracking.resolve_tracking_uri(study.tracking_uri, workdir)
+    tracking.check_reachable(uri)
+    connect(options)
+    if options.local:
+        check_feasible(study, arms)
+    parent = tracking.start_study_run(uri, study.name, study_file, resume=options.resume)
+    storage_path = study.storage or str(workdir / "runs")
+    storage_url = f"sqlite:///{workdir / OPTUNA_DB}"
+    status = "FAILED"
+    try:
+        for arm in arms:
+            spec = ArmSpec(
+                study, arm.name, uri, parent, storage_path, study.arm_resources(arm), study.max_failures, overrides
+            )
+            run_arm(study, arm, spec, storage_url, parent[:8], options.resume)
+        status = "FINISHED"
+    finally:
+        tracking.finish_study_run(uri, parent, status)
+    trials = tracking.trial_runs(uri, study.name)
+    trials.attrs["tracking_uri"] = uri
+    return trials

@@ -1,0 +1,65 @@
+"""The end-of-study summary: best trial per arm (on validation), status counts, where results are."""
+
+from __future__ import annotations
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+ARM, STATUS = "tags.clipstudy.arm", "tags.clipstudy.status"
+STATUSES = ("completed", "pruned", "failed")
+
+
+def selection_score(trials: pd.DataFrame, metric: str = "val/acc") -> pd.Series:
+    """Each trial's best validation value: the recorded best for completed trials, else the last one."""
+    best, last = f"metrics.best_{metric}", f"metrics.{metric}"
+    score = trials[best] if best in trials else pd.Series(float("nan"), index=trials.index)
+    return score.fillna(trials[last]) if last in trials else score
+
+
+def best_trials(trials: pd.DataFrame, metric: str = "val/acc", mode: str = "max") -> pd.DataFrame:
+    """One row per arm: its completed trial with the best validation metric (test never selects)."""
+    done = trials[trials.get(STATUS) == "completed"].copy() if STATUS in trials else trials.iloc[0:0]
+    if done.empty:
+        return done
+    done["selection"] = selection_score(done, metric)
+    done = done.dropna(subset=["selection"]).sort_values("selection", ascending=mode == "min")
+    return done.groupby(ARM, sort=True).head(1).set_index(ARM)
+
+
+def status_counts(trials: pd.DataFrame) -> pd.DataFrame:
+    if trials.empty:
+        return pd.DataFrame(columns=list(STATUSES))
+    counts = trials.groupby([ARM, STATUS]).size().unstack(fill_value=0)
+    return counts.reindex(columns=list(STATUSES), fill_value=0)
+
+
+def print_summary(console: Console, trials: pd.DataFrame, tracking_uri: str | None = None) -> None:
+    best = best_trials(trials)
+    counts = status_counts(trials)
+    table = Table(
+        "arm",
+        "method",
+        "best val/acc",
+        "test/acc",
+        "trainable params",
+        "completed",
+        "pruned",
+        "failed",
+        title="best trial per arm (selected on validation)",
+    )
+    for arm in counts.index:
+        row = best.loc[arm] if arm in best.index else None
+        cells = ["n/a"] * 4
+        if row is not None:
+            cells = [
+                str(row.get("tags.clipstudy.method", "")),
+                f"{row['selection']:.4f}",
+                f"{row.get('metrics.test/acc', float('nan')):.4f}",
+                f"{int(row.get('metrics.trainable_params', 0)):,}",
+            ]
+        table.add_row(arm, *cells, *(str(int(counts.loc[arm, s])) for s in STATUSES))
+    console.print(table)
+    if tracking_uri:
+        console.print(f"results: {tracking_uri}")
+        console.print(f"open the MLflow UI: mlflow ui --backend-store-uri {tracking_uri}")

@@ -1,0 +1,57 @@
+"""A real study run on a local Ray instance, shared by the runner tests (it takes a minute or two)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+SMALL_STUDY = {
+    "name": "runner_test",
+    "base": {
+        "model": {"arch": "clipstudy-tiny", "pretrained": "none"},
+        "data": {"name": "synthetic", "num_classes": 4, "samples_per_class": 24},
+        "train": {"epochs": 3, "batch_size": 16},
+    },
+    "scheduler": {"kind": "asha", "grace_period": 1, "reduction_factor": 2},
+    "max_concurrent": 1,
+    "arms": [
+        {"name": "zero_shot", "method": "zero_shot"},
+        {
+            "name": "lora",
+            "method": "lora",
+            "trials": 4,
+            "search": {"train.lr": {"loguniform": [1.0e-5, 1.0e-1]}, "lora.r": {"choice": [2, 4]}},
+        },
+        {
+            "name": "diverges",
+            "method": "linear_probe",
+            "config": {"train": {"lr": 1.0e30, "optimizer": "sgd"}},
+        },
+    ],
+}
+
+
+def write_study(folder: Path, study: dict) -> Path:
+    path = folder / f"{study['name']}.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+    """Run SMALL_STUDY once with --local semantics; yields (workdir, study file, trials DataFrame)."""
+    import ray
+
+    from clipstudy.study import RunOptions, run_study
+
+    workdir = tmp_path_factory.mktemp("study")
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    study_file = write_study(workdir, SMALL_STUDY)
+    try:
+        trials = run_study(study_file, RunOptions(local=True, workdir=str(workdir)))
+        yield workdir, study_file, trials
+    finally:
+        ray.shutdown()

@@ -1,0 +1,109 @@
+"""The MLflow and Optuna record of a finished study (contract in DESIGN.md)."""
+
+import math
+
+import mlflow
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from clipstudy.study import OPTUNA_DB
+
+pytestmark = pytest.mark.slow
+
+
+def client_for(workdir):
+    return MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+
+
+def trial_runs(workdir):
+    client = client_for(workdir)
+    experiment = client.get_experiment_by_name("runner_test")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("clipstudy.role") == "study"]
+    children = [r for r in runs if r.data.tags.get("clipstudy.role") == "trial"]
+    return client, parents, children
+
+
+def test_one_parent_and_one_child_per_trial(finished_study):
+    workdir, _, trials = finished_study
+    client, parents, children = trial_runs(workdir)
+    assert len(parents) == 1
+    assert len(children) == 1 + 4 + 1 == len(trials)
+    parent = parents[0]
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "study")} == {"study/runner_test.yaml"}
+    assert "clipstudy.git_commit" in parent.data.tags and "clipstudy.version.torch" in parent.data.tags
+    trial_ids = [c.data.tags["clipstudy.trial_id"] for c in children]
+    assert len(set(trial_ids)) == len(trial_ids)
+    for child in children:
+        tags = child.data.tags
+        assert tags["mlflow.parentRunId"] == parent.info.run_id
+        assert tags["clipstudy.arm"] in {"zero_shot", "lora", "diverges"}
+        assert tags["clipstudy.status"] in {"completed", "pruned", "failed"}
+        assert child.data.params["method"] == tags["clipstudy.method"]
+        assert "train.lr" in child.data.params and "lora.r" in child.data.params
+
+
+def test_completed_trials_have_epoch_metrics_final_metrics_and_artifacts(finished_study):
+    workdir, _, _ = finished_study
+    client, _, children = trial_runs(workdir)
+    completed = [c for c in children if c.data.tags["clipstudy.status"] == "completed"]
+    assert {c.data.tags["clipstudy.arm"] for c in completed} >= {"zero_shot", "lora"}
+    for child in completed:
+        run_id = child.info.run_id
+        epochs = 0 if child.data.tags["clipstudy.arm"] == "zero_shot" else 3
+        steps = [m.step for m in client.get_metric_history(run_id, "val/acc")]
+        assert sorted(steps) == list(range(epochs + 1))
+        for key in ("test/acc", "test/acc5", "test/macro_f1", "trainable_params", "total_params"):
+            assert math.isfinite(child.data.metrics[key]), key
+        if epochs:
+            for key in ("train/loss", "train/acc", "val/loss", "lr", "epoch_time_s", "throughput_img_s", "peak_mem_mb"):
+                assert len(client.get_metric_history(run_id, key)) >= epochs, key
+        names = {a.path for a in client.list_artifacts(run_id)}
+        assert {"per_class.csv", "confusion_matrix.csv", "weights.safetensors", "config.yaml"} <= names
+
+
+def test_asha_pruned_trials_are_pruned_in_mlflow_and_optuna(finished_study):
+    workdir, _, _ = finished_study
+    _, _, children = trial_runs(workdir)
+    lora = [c for c in children if c.data.tags["clipstudy.arm"] == "lora"]
+    pruned = [c for c in lora if c.data.tags["clipstudy.status"] == "pruned"]
+    assert pruned, "ASHA (grace 1, factor 2, one trial at a time) should stop at least one of four trials"
+    for child in pruned:
+        assert "test/acc" not in child.data.metrics
+        assert child.info.status == "FINISHED"
+    names = optuna.get_all_study_names(f"sqlite:///{workdir / OPTUNA_DB}")
+    lora_study = optuna.load_study(
+        study_name=next(n for n in names if ".lora." in n), storage=f"sqlite:///{workdir / OPTUNA_DB}"
+    )
+    states = [t.state for t in lora_study.trials]
+    assert states.count(optuna.trial.TrialState.PRUNED) == len(pruned)
+    assert states.count(optuna.trial.TrialState.COMPLETE) == len(lora) - len(pruned)
+    for trial in lora_study.trials:
+        assert trial.intermediate_values, "every epoch's val/acc is reported to Optuna"
+    assert lora_study.best_trial.state == optuna.trial.TrialState.COMPLETE
+
+
+def test_diverging_trial_is_failed_with_its_reason_and_the_study_goes_on(finished_study):
+    workdir, _, trials = finished_study
+    _, _, children = trial_runs(workdir)
+    failed = [c for c in children if c.data.tags["clipstudy.arm"] == "diverges"]
+    assert len(failed) == 1
+    assert failed[0].data.tags["clipstudy.status"] == "failed"
+    assert "non-finite training loss" in failed[0].data.tags["clipstudy.failure_reason"]
+    assert failed[0].info.status == "FAILED"
+    assert set(trials["tags.clipstudy.arm"]) == {"zero_shot", "lora", "diverges"}
+
+
+def test_results_frame_and_summary(finished_study):
+    from clipstudy.summary import best_trials, status_counts
+
+    _, _, trials = finished_study
+    best = best_trials(trials)
+    assert set(best.index) == {"zero_shot", "lora"}
+    lora = trials[(trials["tags.clipstudy.arm"] == "lora") & (trials["tags.clipstudy.status"] == "completed")]
+    assert best.loc["lora", "selection"] == lora["metrics.best_val/acc"].max()
+    counts = status_counts(trials)
+    assert counts.loc["diverges", "failed"] == 1
+    assert counts.loc["lora"].sum() == 4
+    assert mlflow.get_tracking_uri()  # the API left MLflow usable
