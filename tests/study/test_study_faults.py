@@ -1,0 +1,144 @@
+"""Faults: a killed worker resumes its trial from its last epoch; a killed study resumes with --resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+pytestmark = pytest.mark.slow
+CLI = str(Path(sys.executable).parent / "clipstudy")
+TIMEOUT_S = 420
+
+
+def write_study(folder: Path, content: dict) -> Path:
+    path = folder / f"{content['name']}.yaml"
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    return path
+
+
+def study(name: str, trials: int, epochs: int, samples: int) -> dict:
+    return {
+        "name": name,
+        "base": {
+            "model": {"arch": "clipstudy-tiny", "pretrained": "none"},
+            "data": {"name": "synthetic", "num_classes": 4, "samples_per_class": samples},
+            "train": {"epochs": epochs, "batch_size": 16},
+        },
+        "scheduler": {"kind": "fifo"},
+        "max_concurrent": 1,
+        "arms": [{"name": "lora", "method": "lora", "trials": trials,
+                  "search": {"train.lr": {"loguniform": [1.0e-3, 1.0e-2]}}}],
+    }
+
+
+def start(workdir: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = open(workdir / f"run{len(list(workdir.glob('run*.log')))}.log", "w")  # noqa: SIM115
+    return subprocess.Popen([CLI, "run", *args, "--local"], cwd=workdir, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait(process: subprocess.Popen, workdir: Path) -> None:
+    try:
+        code = process.wait(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    logs = "\n".join(p.read_text()[-3000:] for p in sorted(workdir.glob("run*.log")))
+    assert code == 0, logs
+
+
+def query(workdir: Path, sql: str) -> list[tuple]:
+    """Read the MLflow SQLite store directly (cheap to poll; the client takes seconds to start)."""
+    path = workdir / "mlflow.db"
+    if not path.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+            return db.execute(sql).fetchall()
+    except sqlite3.OperationalError:
+        return []
+
+
+def poll(condition, what: str, timeout: float = TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def trials(workdir: Path, name: str):
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(name)
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    return client, [r for r in runs if r.data.tags.get("clipstudy.role") == "trial"], runs
+
+
+def completed_count(workdir: Path) -> int:
+    rows = query(workdir, "select count(*) from tags where key='clipstudy.status' and value='completed'")
+    return rows[0][0] if rows else 0
+
+
+def test_killed_study_resumes_without_losing_or_duplicating_trials(tmp_path):
+    path = write_study(tmp_path, study("resume_test", trials=3, epochs=3, samples=24))
+    first = start(tmp_path, str(path))
+    poll(lambda: completed_count(tmp_path) >= 1, "a first completed trial")
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    _, before, _ = trials(tmp_path, "resume_test")
+    done_before = {r.data.tags["clipstudy.trial_id"]: r.info.run_id for r in before
+                   if r.data.tags["clipstudy.status"] == "completed"}
+    assert 1 <= len(done_before) < 3
+
+    wait(start(tmp_path, str(path), "--resume"), tmp_path)
+
+    client, after, runs = trials(tmp_path, "resume_test")
+    assert len([r for r in runs if r.data.tags.get("clipstudy.role") == "study"]) == 1
+    trial_ids = [r.data.tags["clipstudy.trial_id"] for r in after]
+    assert len(trial_ids) == len(set(trial_ids)) == 3, trial_ids
+    assert {r.data.tags["clipstudy.status"] for r in after} == {"completed"}
+    for trial_id, run_id in done_before.items():
+        run = next(r for r in after if r.data.tags["clipstudy.trial_id"] == trial_id)
+        assert run.info.run_id == run_id
+        assert [m.step for m in client.get_metric_history(run_id, "val/acc")] == [0, 1, 2, 3]
+
+
+def trial_processes() -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if any("ImplicitFunc" in part for part in process.info["cmdline"] or []):
+            found.append(process)
+    return found
+
+
+def test_killed_worker_resumes_its_trial_from_the_last_epoch(tmp_path):
+    path = write_study(tmp_path, study("worker_kill_test", trials=1, epochs=6, samples=120))
+    run = start(tmp_path, str(path))
+    epochs_logged = "select max(step) from metrics where key='val/acc'"
+    poll(lambda: (query(tmp_path, epochs_logged) or [(None,)])[0][0] not in (None, 0), "epoch 1 of the trial")
+    victims = trial_processes()
+    assert len(victims) == 1, victims
+    victims[0].kill()
+    logged_when_killed = query(tmp_path, epochs_logged)[0][0]
+    assert logged_when_killed < 6, "the trial had finished before the kill: nothing was resumed"
+    wait(run, tmp_path)
+
+    client, after, _ = trials(tmp_path, "worker_kill_test")
+    assert len(after) == 1 and after[0].data.tags["clipstudy.status"] == "completed"
+    steps = [m.step for m in client.get_metric_history(after[0].info.run_id, "val/acc")]
+    assert steps.count(0) == 1, f"restarted from scratch instead of the checkpoint: {steps}"
+    assert set(steps) == set(range(7))
+    assert "test/acc" in after[0].data.metrics
