@@ -16,10 +16,7 @@ install: uv
 	$(UV) sync --frozen --all-extras
 
 demo: install
-	@for arm in zero_shot linear_probe full_ft lora; do \
-		echo "== quickstart / $$arm"; \
-		$(RUN) clipstudy train studies/quickstart.yaml --arm $$arm || exit 1; \
-	done
+	$(RUN) clipstudy run studies/quickstart.yaml --local
 
 test: install
 	$(RUN) ruff check clipstudy tests bench

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 import ray
+import yaml
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator
@@ -208,15 +209,27 @@ def run_arm(study: Study, arm: Arm, spec: ArmSpec, storage_url: str, run_tag: st
     tuner.fit()
 
 
-def run_study(study_file: str | Path, options: RunOptions | None = None) -> pd.DataFrame:
-    """Run (or resume) every arm of a study, or the named ones; returns one row per trial."""
+def run_study(study: str | Path | Study, options: RunOptions | None = None) -> pd.DataFrame:
+    """Run (or resume) every arm of a study, or the named ones; returns one row per trial.
+
+    `study` is a study file, or a `Study` (e.g. loaded with `load_study` and changed in Python);
+    the study as run is attached to the MLflow parent run either way.
+    """
     options = options or RunOptions()
+    workdir = Path(options.workdir).resolve()
+    if isinstance(study, Study):
+        study_file = workdir / "runs" / f"{study.name}.yaml"
+        study_file.parent.mkdir(parents=True, exist_ok=True)
+        study_file.write_text(
+            yaml.safe_dump(study.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False)
+        )
+    else:
+        study_file = Path(study)
     study = load_study(study_file)
     arms = [study.arm(name) for name in options.arms] if options.arms else study.arms
     overrides = list(options.overrides or [])
     for arm in arms:
         study.arm_config(arm, overrides=overrides, where=f"{study_file}: ")
-    workdir = Path(options.workdir).resolve()
     uri = tracking.resolve_tracking_uri(study.tracking_uri, workdir)
     tracking.check_reachable(uri)
     connect(options)

@@ -82,3 +82,22 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path):
     assert result.exit_code == 2 and "did you mean 'lora'" in result.output
     result = runner.invoke(app, ["train", QUICKSTART, "--arm", "lora", "--set", "model.arch=ViT-Q-99"])
     assert result.exit_code == 2 and "unknown" in result.output and "ViT-B-32" in result.output
+
+
+def test_validate_checks_every_shipped_study_and_rejects_bad_ones(tmp_path):
+    result = runner.invoke(app, ["validate", str(Path(QUICKSTART).parent)])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("ok: ") == len(list(Path(QUICKSTART).parent.glob("*.yaml")))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\narms:\n  - {name: a, method: lora, search: {lora.r: {choice: [0]}}}\n")
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert "lora.r" in result.output and str(bad) in result.output
+
+
+def test_run_without_a_cluster_says_how_to_get_one(tmp_path, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["run", QUICKSTART])
+    assert result.exit_code == 2
+    assert "--local" in result.output and "RAY_ADDRESS" in result.output

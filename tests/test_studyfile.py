@@ -128,3 +128,11 @@ def test_settings_are_checked(tmp_path):
         )
     study = load_study(write(tmp_path, {"name": "x", "arms": arms}))
     assert (study.metric, study.mode, study.scheduler.kind, study.search.algorithm) == ("val/acc", "max", "asha", "tpe")
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.name)
+def test_a_study_round_trips_through_yaml(path, tmp_path):
+    study = load_study(path)
+    dumped = yaml.safe_dump(study.model_dump(mode="json", by_alias=True, exclude_none=True))
+    again = load_study(write(tmp_path, yaml.safe_load(dumped)))
+    assert again == study

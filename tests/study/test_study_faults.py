@@ -36,8 +36,14 @@ def study(name: str, trials: int, epochs: int, samples: int) -> dict:
         },
         "scheduler": {"kind": "fifo"},
         "max_concurrent": 1,
-        "arms": [{"name": "lora", "method": "lora", "trials": trials,
-                  "search": {"train.lr": {"loguniform": [1.0e-3, 1.0e-2]}}}],
+        "arms": [
+            {
+                "name": "lora",
+                "method": "lora",
+                "trials": trials,
+                "search": {"train.lr": {"loguniform": [1.0e-3, 1.0e-2]}},
+            }
+        ],
     }
 
 
@@ -45,8 +51,14 @@ def start(workdir: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     env.pop("MLFLOW_TRACKING_URI", None)
     log = open(workdir / f"run{len(list(workdir.glob('run*.log')))}.log", "w")  # noqa: SIM115
-    return subprocess.Popen([CLI, "run", *args, "--local"], cwd=workdir, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [CLI, "run", *args, "--local"],
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def wait(process: subprocess.Popen, workdir: Path) -> None:
@@ -99,8 +111,11 @@ def test_killed_study_resumes_without_losing_or_duplicating_trials(tmp_path):
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     _, before, _ = trials(tmp_path, "resume_test")
-    done_before = {r.data.tags["clipstudy.trial_id"]: r.info.run_id for r in before
-                   if r.data.tags["clipstudy.status"] == "completed"}
+    done_before = {
+        r.data.tags["clipstudy.trial_id"]: r.info.run_id
+        for r in before
+        if r.data.tags["clipstudy.status"] == "completed"
+    }
     assert 1 <= len(done_before) < 3
 
     wait(start(tmp_path, str(path), "--resume"), tmp_path)
