@@ -142,7 +142,7 @@ def scheduler(study: Study, epochs: int) -> Any:
 
 def trial_resources(resources: Resources) -> dict[str, float]:
     """In-process trials hold their worker's resources; a worker group's driver needs almost none."""
-    if resources.workers == 1:
+    if resources.workers == 1 and resources.in_process:
         return {"cpu": resources.cpus, "gpu": resources.gpus}
     return {"cpu": 0.01}
 

@@ -42,6 +42,9 @@ class Resources(Strict):
     gpus: Annotated[float, Field(ge=0)] = 0.0
     """Fractions below 1 share a GPU between trials (e.g. 0.25: four linear probes per GPU)."""
     workers: Annotated[int, Field(ge=1)] = 1
+    in_process: bool = True
+    """Run one-worker trials inside the trial's own process (Ray Train's num_workers=0): cheaper
+    than a separate worker actor (docs/benchmarks.md); ignored when workers > 1."""
 
     @field_validator("gpus")
     @classmethod

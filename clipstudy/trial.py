@@ -49,7 +49,7 @@ class ArmSpec:
 
     @property
     def in_process(self) -> bool:
-        return self.resources.workers == 1
+        return self.resources.workers == 1 and self.resources.in_process
 
 
 class Reporter(Callback):

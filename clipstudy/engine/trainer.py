@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from clipstudy.config import TrialConfig
@@ -89,6 +90,13 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 100_003 + epoch) % 2**63
 
 
+def world() -> tuple[int, int]:
+    """(rank, world size) of the torch.distributed group Ray Train set up, or (0, 1)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def uses_cached_features(method: Method, cfg: TrialConfig) -> bool:
     """Frozen-backbone methods without per-image augmentation or mixing train on precomputed features."""
     return method.frozen_backbone and not cfg.augment.image_ops and not cfg.augment.mixing
@@ -119,6 +127,7 @@ class Trainer:
     def __init__(self, cfg: TrialConfig, callbacks: Sequence[Callback] = (), resume_from: str | Path | None = None):
         self.cfg = cfg
         self.callbacks = list(callbacks)
+        self.rank, self.world_size = world()
         self.device = resolve_device(cfg.train.device)
         self.autocast_dtype = resolve_precision(cfg.train.precision, self.device)
         seed_everything(cfg.train.seed)
@@ -153,7 +162,7 @@ class Trainer:
 
     @property
     def steps_per_epoch(self) -> int:
-        return -(-len(self.data.train) // self.cfg.train.batch_size)
+        return -(-(len(self.data.train) // self.world_size) // self.cfg.train.batch_size)
 
     def _source(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, labels) of a split: cached features, or uint8 images (on the GPU when they fit)."""
@@ -210,6 +219,8 @@ class Trainer:
         inputs, labels = self.sources[split]
         size = self.cfg.train.batch_size if train else self.eval_batch_size
         order = torch.randperm(len(labels), generator=generator) if train else torch.arange(len(labels))
+        if train and self.world_size > 1:  # equal shards, so every rank runs the same number of steps
+            order = order[: len(order) - len(order) % self.world_size][self.rank :: self.world_size]
         order = order.to(inputs.device)
         transform = self.train_transform if train else self.eval_transform
         for start in range(0, len(order), size):
@@ -234,8 +245,8 @@ class Trainer:
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.cfg.train
-        torch.manual_seed(epoch_seed(cfg.seed, epoch))
-        generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch))
+        torch.manual_seed(epoch_seed(cfg.seed, epoch) + self.rank)  # augmentation/dropout differ by rank
+        generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch))  # one shuffle, sharded
         self._set_train_mode()
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         loss_sum = torch.zeros((), device=self.device)
@@ -250,6 +261,8 @@ class Trainer:
             loss = F.cross_entropy(logits.float(), targets, label_smoothing=cfg.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
+            if self.world_size > 1:
+                self._average_gradients(trainable)
             if cfg.grad_clip > 0:
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
@@ -263,7 +276,22 @@ class Trainer:
                 self._check_finite(loss_sum, epoch, step)
             for callback in self.callbacks:
                 callback.on_step_end(self, epoch, step + 1, steps)
+        if self.world_size > 1:
+            totals = torch.stack([loss_sum, correct.to(loss_sum.dtype), torch.tensor(float(seen), device=self.device)])
+            dist.all_reduce(totals)
+            loss_sum, correct, seen = totals[0], totals[1], int(totals[2])
         return {"train/loss": float(loss_sum) / seen, "train/acc": float(correct) / seen, "_seen": seen}
+
+    def _average_gradients(self, params: list[torch.nn.Parameter]) -> None:
+        """Data parallelism: every rank steps with the mean gradient over all ranks' batches."""
+        grads = [p.grad for p in params if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for grad in grads:
+            grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
+            offset += grad.numel()
 
     def _check_finite(self, loss_sum: torch.Tensor, epoch: int, step: int) -> None:
         if not torch.isfinite(loss_sum):
