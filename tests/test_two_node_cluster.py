@@ -1,0 +1,338 @@
+"""A study submitted with `ray job submit` to a real two-node Ray cluster on loopback (CPU only, ~2-2.5 min).
+
+Two `ray start --block` nodes (a head and a worker, one CPU each) run on this machine, each with its
+own temp dir, free ports and CPU core, behind token auth with a throwaway token (RAY_AUTH_TOKEN:
+~/.ray is not touched). Both are started in their own process groups and stopped by signal, never
+with `ray stop`, which would stop every Ray process on the machine.
+
+Which node ran a trial: each Tune result records the pid of the trial's actor, and Ray's State API
+(`ray list actors`) gives that actor's node id. Both nodes have the same IP, hence ids, not IPs.
+
+Why each node gets a trial (see tests/studies/two_node.yaml): Tune reuses actors, and a pending trial
+takes a freed-up actor rather than wait for its own to start. So both trials start together
+(`max_concurrent: 2`), each node on its own core (so neither actor's start-up is slowed by the other
+node's training: they come up within seconds of each other), and a trial lasts longer (~20 s) than that gap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("ray")
+mlflow = pytest.importorskip("mlflow")
+psutil = pytest.importorskip("psutil")
+
+BIN = Path(sys.executable).parent
+RAY = BIN / "ray"
+CLIPSTUDY = BIN / "clipstudy"
+STUDY = Path(__file__).parent / "studies" / "two_node.yaml"
+NODE_START_TIMEOUT_S = 120
+JOB_TIMEOUT_S = 300
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct ports the OS reports free (all held open together, so no duplicates)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@dataclass
+class Cluster:
+    folder: Path  # short (Unix socket paths are limited to ~107 characters)
+    env: dict[str, str]
+    gcs_address: str = ""
+    dashboard: str = ""
+    nodes: list[subprocess.Popen] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
+
+    def ray(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(RAY), *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+    def ray_ok(self, *args: str, timeout: float = 120) -> str:
+        done = self.ray(*args, timeout=timeout)
+        assert done.returncode == 0, f"ray {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    def start_node(self, name: str, *args: str) -> None:
+        """`ray start --block` in its own process group, pinned to a core of its own where there are enough
+        (its processes inherit the pinning): like separate machines, one node's busy trial does not slow
+        the other node's trial actor while it starts."""
+        cores = sorted(os.sched_getaffinity(0))
+        core = cores[len(self.nodes)] if len(cores) > len(self.nodes) else None
+        log = self.folder / f"{name}.log"
+        self.logs.append(log)
+        with log.open("w") as out:
+            self.nodes.append(
+                subprocess.Popen(
+                    [
+                        str(RAY),
+                        "start",
+                        "--block",
+                        "--num-cpus=1",
+                        "--node-ip-address=127.0.0.1",
+                        f"--temp-dir={self.folder / name}",
+                        "--object-store-memory=100000000",
+                        "--disable-usage-stats",
+                        *args,
+                    ],
+                    env=self.env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=None if core is None else lambda: os.sched_setaffinity(0, {core}),
+                )
+            )
+
+    def alive_nodes(self) -> list[dict]:
+        done = self.ray("list", "nodes", "--address", self.dashboard, "--format", "json", "--detail", timeout=60)
+        if done.returncode != 0:
+            return []
+        try:
+            return [n for n in json.loads(done.stdout) if n.get("state") == "ALIVE"]
+        except json.JSONDecodeError:
+            return []
+
+    def wait_for_nodes(self, count: int) -> list[dict]:
+        deadline = time.monotonic() + NODE_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            for node in self.nodes:
+                assert node.poll() is None, f"`ray start` exited ({node.returncode}):\n{self.tail_logs()}"
+            nodes = self.alive_nodes()
+            if len(nodes) >= count:
+                return nodes
+            time.sleep(2)
+        raise AssertionError(f"the cluster did not reach {count} nodes in {NODE_START_TIMEOUT_S}s:\n{self.tail_logs()}")
+
+    def tail_logs(self, lines: int = 40) -> str:
+        return "\n".join(f"--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-lines:]) for log in self.logs)
+
+    def stop(self) -> None:
+        """SIGTERM each `ray start --block` (it stops its node), then SIGKILL its process group and anything
+        left that runs from this cluster's temp dir. Worker node first, then the head."""
+        for node in reversed(self.nodes):
+            if node.poll() is None:
+                node.send_signal(signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    node.wait(timeout=30)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(node.pid, signal.SIGKILL)  # start_new_session: the group id is the pid
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                node.wait(timeout=10)
+        marker = str(self.folder)
+        for process in psutil.process_iter(["pid", "cmdline"]):
+            if any(marker in part for part in process.info["cmdline"] or ()):
+                with contextlib.suppress(psutil.Error):
+                    process.kill()
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 CPU cores: one per node")
+    folder = Path(tempfile.mkdtemp(prefix="cs2n-", dir="/tmp"))
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": uuid.uuid4().hex + uuid.uuid4().hex,
+        "HOME": str(folder / "home"),  # nothing of ours lands in the real ~/.ray or ~/.cache
+        "RAY_TMPDIR": str(folder),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "HF_HUB_OFFLINE": "1",
+    }
+    for key in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_TOKEN_PATH", "MLFLOW_TRACKING_URI"):
+        env.pop(key, None)
+    (folder / "home").mkdir()
+    cluster = Cluster(folder, env)
+    try:
+        head = free_ports(9)
+        cluster.gcs_address = f"127.0.0.1:{head[0]}"
+        cluster.dashboard = f"http://127.0.0.1:{head[1]}"
+        cluster.start_node(
+            "head",
+            "--head",
+            f"--port={head[0]}",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={head[1]}",
+            f"--ray-client-server-port={head[2]}",
+            *_node_ports(head[3:]),
+        )
+        cluster.wait_for_nodes(1)
+        cluster.start_node("worker", f"--address={cluster.gcs_address}", *_node_ports(free_ports(6)))
+        cluster.wait_for_nodes(2)
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _node_ports(ports: list[int]) -> list[str]:
+    """The per-node ports that would collide between two nodes on one host if left at their defaults."""
+    names = (
+        "node-manager-port",
+        "object-manager-port",
+        "dashboard-agent-listen-port",
+        "dashboard-agent-grpc-port",
+        "runtime-env-agent-port",
+        "metrics-export-port",
+    )
+    return [f"--{name}={port}" for name, port in zip(names, ports, strict=True)]
+
+
+def job_status(output: str, job_id: str) -> str | None:
+    """The status in `ray job status` output: it words terminal states differently from the others."""
+    job = re.escape(job_id)
+    for pattern, status in (
+        (rf"Job '{job}' succeeded", "SUCCEEDED"),
+        (rf"Job '{job}' failed", "FAILED"),
+        (rf"Job '{job}' was stopped", "STOPPED"),
+    ):
+        if re.search(pattern, output):
+            return status
+    found = re.search(rf"Status for job '{job}': (\w+)", output)
+    return found.group(1) if found else None
+
+
+def wait_for_job(cluster: Cluster, job_id: str) -> tuple[str, str]:
+    """(status, logs) once the job ends: one `ray job logs --follow` (polling `ray job status` would start a
+    CPU-heavy CLI process every few seconds on a machine the trials need), stopped after JOB_TIMEOUT_S."""
+    try:
+        follow = cluster.ray("job", "logs", "--address", cluster.dashboard, "--follow", job_id, timeout=JOB_TIMEOUT_S)
+        logs, timed_out = follow.stdout + follow.stderr, False
+    except subprocess.TimeoutExpired as error:
+        logs, timed_out = _text(error.stdout) + _text(error.stderr), True
+        cluster.ray("job", "stop", "--address", cluster.dashboard, "--no-wait", job_id, timeout=60)
+    done = cluster.ray("job", "status", "--address", cluster.dashboard, job_id, timeout=60)
+    status = job_status(done.stdout + done.stderr, job_id) or "UNKNOWN"
+    return (f"{status} after {JOB_TIMEOUT_S}s (stopped)" if timed_out else status), logs
+
+
+def _text(output: bytes | str | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
+
+
+def trial_results(experiment_folder: Path) -> dict[str, dict]:
+    """Tune trial id -> its last result (`pid`: the trial actor's process, `time_total_s`, `date`, ...)."""
+    results = {}
+    for result_file in experiment_folder.glob("*/result.json"):
+        lines = result_file.read_text().splitlines()
+        if lines:
+            last = json.loads(lines[-1])
+            results[last["trial_id"]] = last
+    return results
+
+
+@pytest.mark.slow
+def test_study_job_runs_trials_on_both_nodes_and_records_them_in_mlflow(cluster, tmp_path):
+    from clipstudy import tracking
+
+    study = yaml.safe_load(STUDY.read_text())
+    expected_trials = sum(arm.get("trials", 1) for arm in study["arms"])
+    study["storage"] = str(tmp_path / "runs")
+    study["base"]["data"]["cache_dir"] = str(tmp_path / "features")
+    job_dir = tmp_path / "job"  # the uploaded working dir holds the study file only
+    job_dir.mkdir()
+    (job_dir / "study.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runtime_env = {"env_vars": {"MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1"}}
+    job_id = f"two-node-{uuid.uuid4().hex[:8]}"
+
+    # No --address for `clipstudy run`: the job's driver finds the cluster in RAY_ADDRESS, set by Ray Jobs.
+    cluster.ray_ok(
+        "job",
+        "submit",
+        "--address",
+        cluster.dashboard,
+        "--submission-id",
+        job_id,
+        "--no-wait",
+        "--working-dir",
+        str(job_dir),
+        "--runtime-env-json",
+        json.dumps(runtime_env),
+        "--",
+        str(CLIPSTUDY),
+        "run",
+        "study.yaml",
+    )
+    status, logs = wait_for_job(cluster, job_id)
+    assert status == "SUCCEEDED", f"job {job_id}: {status}\n{logs[-20000:]}"
+
+    # On which node each trial ran: result pid -> trial actor -> node id.
+    nodes = {n["node_id"]: n for n in cluster.alive_nodes()}
+    assert len(nodes) == 2, nodes
+    actors = json.loads(
+        cluster.ray_ok(
+            "list",
+            "actors",
+            "--address",
+            cluster.dashboard,
+            "--format",
+            "json",
+            "--detail",
+            "--filter",
+            "class_name=ImplicitFunc",
+            "--limit",
+            "10000",
+        )
+    )
+    node_of_pid = {actor["pid"]: actor["node_id"] for actor in actors if actor.get("node_id")}
+    results = trial_results(tmp_path / "runs" / f"{study['name']}.{study['arms'][0]['name']}")
+    trial_nodes = {trial: node_of_pid.get(result["pid"]) for trial, result in results.items()}
+    placement = "\n".join(
+        f"  trial {t}: pid {r['pid']} on node {trial_nodes[t]}, {r['time_total_s']:.1f}s, finished {r['date']}"
+        for t, r in sorted(results.items())
+    )
+
+    # The MLflow record: one experiment, one parent run, one finished child run per trial.
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(study["name"])
+    assert experiment is not None, f"no experiment '{study['name']}' in {uri}"
+    parents = client.search_runs([experiment.experiment_id], f"tags.`{tracking.ROLE}` = 'study'")
+    assert len(parents) == 1, [p.info.run_id for p in parents]
+    assert parents[0].info.status == "FINISHED"
+    trials = tracking.trial_runs(uri, study["name"])
+    assert len(trials) == expected_trials, trials[[f"tags.{tracking.TRIAL_ID}", f"tags.{tracking.STATUS}"]]
+    assert set(trials["tags.mlflow.parentRunId"]) == {parents[0].info.run_id}
+    assert set(trials[f"tags.{tracking.STATUS}"]) <= {"completed", "pruned"}, trials[f"tags.{tracking.STATUS}"]
+    assert trials["status"].eq("FINISHED").all(), trials["status"]
+    assert trials["metrics.test/acc"].notna().all(), trials.get("metrics.test/acc")
+
+    # Every recorded trial ran on a known node, and the trials ran on both nodes.
+    recorded = set(trials[f"tags.{tracking.TRIAL_ID}"])
+    assert recorded == set(trial_nodes), (recorded, trial_nodes)
+    assert all(node in nodes for node in trial_nodes.values()), f"trials on unknown nodes:\n{placement}\n{nodes}"
+    assert set(trial_nodes.values()) == set(nodes), (
+        f"trials did not run on both nodes:\n{placement}\ntrial actors (pid, node, state):\n"
+        + "".join(f"  {a.get('pid')} {a.get('node_id')} {a.get('state')}\n" for a in actors)
+        + f"job log (end):\n{logs[-6000:]}"
+    )
+    print(f"trial placement:\n{placement}")
