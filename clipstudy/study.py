@@ -168,6 +168,16 @@ def check_feasible(study: Study, arms: list[Arm]) -> None:
         raise ConfigError("\n".join(problems))
 
 
+def local_defaults(study: Study) -> Study:
+    """With --local and no `resources` in the study: one GPU per trial if this machine has one."""
+    import torch
+
+    if "resources" in study.model_fields_set or not torch.cuda.is_available():
+        return study
+    cpus = max(1, (os.cpu_count() or 1) // torch.cuda.device_count())
+    return study.model_copy(update={"resources": Resources(cpus=cpus, gpus=1)})
+
+
 def connect(options: RunOptions) -> None:
     if ray.is_initialized():
         return
@@ -226,6 +236,8 @@ def run_study(study: str | Path | Study, options: RunOptions | None = None) -> p
     else:
         study_file = Path(study)
     study = load_study(study_file)
+    if options.local:
+        study = local_defaults(study)
     arms = [study.arm(name) for name in options.arms] if options.arms else study.arms
     overrides = list(options.overrides or [])
     for arm in arms:

@@ -136,3 +136,19 @@ def test_a_study_round_trips_through_yaml(path, tmp_path):
     dumped = yaml.safe_dump(study.model_dump(mode="json", by_alias=True, exclude_none=True))
     again = load_study(write(tmp_path, yaml.safe_load(dumped)))
     assert again == study
+
+
+def test_local_mode_gives_trials_the_gpu_when_the_study_does_not_say(tmp_path, monkeypatch):
+    import torch
+
+    from clipstudy.study import local_defaults
+
+    arms = [{"name": "a", "method": "lora"}]
+    plain = load_study(write(tmp_path, {"name": "x", "arms": arms}))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert local_defaults(plain).resources.gpus == 0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert local_defaults(plain).resources.gpus == 1
+    explicit = load_study(write(tmp_path, {"name": "x", "arms": arms, "resources": {"cpus": 2}}))
+    assert local_defaults(explicit).resources.gpus == 0
