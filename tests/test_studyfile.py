@@ -61,48 +61,21 @@ def test_missing_file_is_named(tmp_path):
         load_study(tmp_path / "nope.yaml")
 
 
+def lora_search_study(tmp_path, search: dict) -> Path:
+    return write(tmp_path, {"name": "bad", "arms": [{"name": "lora", "method": "lora", "search": search}]})
+
+
 def test_search_problems_are_listed_by_field_path(tmp_path):
-    path = write(
-        tmp_path,
-        {
-            "name": "bad",
-            "arms": [
-                {
-                    "name": "lora",
-                    "method": "lora",
-                    "search": {
-                        "lora.rank": {"choice": [4, 8]},
-                        "lora.r": {"choice": [0, 8]},
-                        "train.lr": {"loguniform": [1e-2, 1e-4]},
-                        "head.dropout": {"uniform": [0, 0.5], "when": {"head.knd": "mlp"}},
-                    },
-                }
-            ],
-        },
-    )
+    search = {
+        "lora.rank": {"choice": [4, 8]},
+        "lora.r": {"choice": [0, 8]},
+        "head.dropout": {"uniform": [0, 0.5], "when": {"head.knd": "mlp"}},
+    }
     with pytest.raises(ConfigError) as error:
-        load_study(path)
-    message = str(error.value)
-    assert "arms.0.search.train.lr: Value error, loguniform: low (0.01) > high (0.0001)" in message
-    path = write(
-        tmp_path,
-        {
-            "name": "bad",
-            "arms": [
-                {
-                    "name": "lora",
-                    "method": "lora",
-                    "search": {
-                        "lora.rank": {"choice": [4, 8]},
-                        "lora.r": {"choice": [0, 8]},
-                        "head.dropout": {"uniform": [0, 0.5], "when": {"head.knd": "mlp"}},
-                    },
-                }
-            ],
-        },
-    )
+        load_study(lora_search_study(tmp_path, {**search, "train.lr": {"loguniform": [1e-2, 1e-4]}}))
+    assert "arms.0.search.train.lr: Value error, loguniform: low (0.01) > high (0.0001)" in str(error.value)
     with pytest.raises(ConfigError) as error:
-        load_study(path)
+        load_study(lora_search_study(tmp_path, search))
     message = str(error.value)
     assert "search.lora.rank: unknown config key 'lora.rank' (did you mean 'lora.r'?)" in message
     assert "search.lora.r=0: arms[0] (lora): lora.r: Input should be greater than 0" in message
