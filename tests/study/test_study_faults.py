@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -26,7 +27,7 @@ def write_study(folder: Path, content: dict) -> Path:
     return path
 
 
-def study(name: str, trials: int, epochs: int, samples: int) -> dict:
+def study(name: str, trials: int, epochs: int, samples: int, method: str = "lora") -> dict:
     return {
         "name": name,
         "base": {
@@ -88,7 +89,7 @@ def poll(condition, what: str, timeout: float = TIMEOUT_S) -> None:
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(1)
+        time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -108,8 +109,7 @@ def test_killed_study_resumes_without_losing_or_duplicating_trials(tmp_path):
     path = write_study(tmp_path, study("resume_test", trials=3, epochs=3, samples=24))
     first = start(tmp_path, str(path))
     poll(lambda: completed_count(tmp_path) >= 1, "a first completed trial")
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
+    kill_everything_under(first)
     _, before, _ = trials(tmp_path, "resume_test")
     done_before = {
         r.data.tags["clipstudy.trial_id"]: r.info.run_id
@@ -131,20 +131,32 @@ def test_killed_study_resumes_without_losing_or_duplicating_trials(tmp_path):
         assert [m.step for m in client.get_metric_history(run_id, "val/acc")] == [0, 1, 2, 3]
 
 
-def trial_processes() -> list[psutil.Process]:
+def kill_everything_under(process: subprocess.Popen) -> None:
+    """SIGKILL the study process and every process it started (Ray's daemons and actors included)."""
+    tree = psutil.Process(process.pid).children(recursive=True)
+    os.killpg(process.pid, signal.SIGKILL)
+    for child in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    process.wait()
+
+
+def trial_processes(run: subprocess.Popen) -> list[psutil.Process]:
+    """The Tune trial actors started by this run (not by any other Ray on the machine)."""
     found = []
-    for process in psutil.process_iter(["cmdline"]):
-        if any("ImplicitFunc" in part for part in process.info["cmdline"] or []):
-            found.append(process)
+    for process in psutil.Process(run.pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if any("ImplicitFunc" in part for part in process.cmdline()):
+                found.append(process)
     return found
 
 
 def test_killed_worker_resumes_its_trial_from_the_last_epoch(tmp_path):
-    path = write_study(tmp_path, study("worker_kill_test", trials=1, epochs=6, samples=120))
+    path = write_study(tmp_path, study("worker_kill_test", trials=1, epochs=6, samples=1200, method="full_ft"))
     run = start(tmp_path, str(path))
     epochs_logged = "select max(step) from metrics where key='val/acc'"
     poll(lambda: (query(tmp_path, epochs_logged) or [(None,)])[0][0] not in (None, 0), "epoch 1 of the trial")
-    victims = trial_processes()
+    victims = trial_processes(run)
     assert len(victims) == 1, victims
     victims[0].kill()
     logged_when_killed = query(tmp_path, epochs_logged)[0][0]
