@@ -4,8 +4,11 @@ UV := $(shell command -v uv 2>/dev/null)
 ifeq ($(UV),)
 UV := $(PYTHON) -m uv
 endif
-RUN := $(UV) run --frozen
+RUN := $(UV) run --frozen --all-extras
 export MLFLOW_DISABLE_TELEMETRY := true
+# Ray 2.60 re-runs a driver's `uv run` command to start its workers, in a copy of the working dir;
+# workers must use this environment's python instead (it has the study extra: ray, mlflow, optuna).
+export RAY_ENABLE_UV_RUN_RUNTIME_ENV := 0
 
 .PHONY: install uv demo test lint bench
 
