@@ -461,3 +461,17 @@ def _runs_frame(runs: list) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=None if rows else base)
     rest = sorted(c for c in frame.columns if c not in base)
     return frame[base + rest]
+
+
+def completed_trial(uri: str, study_name: str, parent_run_id: str, trial_id: str) -> dict[str, float] | None:
+    """The recorded metrics of a trial that already completed (with `epoch` = its last epoch), else None.
+
+    A study killed right after a trial finished may not have told Tune so; on resume that trial must
+    be reported as it was, not trained again.
+    """
+    client = _client(uri)
+    run = _find_trial_run(client, _experiment_id(client, uri, study_name, create=True), parent_run_id, trial_id)
+    if run is None or run.data.tags.get(STATUS) != "completed":
+        return None
+    history = _retry(lambda: client.get_metric_history(run.info.run_id, "val/acc"))
+    return {**run.data.metrics, "epoch": max((m.step for m in history), default=0)}

@@ -116,6 +116,10 @@ def trial_driver(params: dict[str, Any], spec: ArmSpec) -> None:
     study, arm = spec.study, spec.study.arm(spec.arm)
     cfg = study.arm_config(arm, overrides=spec.overrides, params=params)
     trial_id = ray.tune.get_context().get_trial_id()
+    done = tracking.completed_trial(spec.tracking_uri, study.name, spec.parent_run_id, trial_id)
+    if done is not None:  # finished before an interrupted study recorded it in Tune: keep it as it is
+        ray.tune.report({**done, PLANNED: done["epoch"]})
+        return
     run_id = tracking.trial_run(spec.tracking_uri, study.name, spec.parent_run_id, arm.name, cfg.method, trial_id, cfg)
     loop_config = {
         "config": cfg.model_dump(mode="json"),
