@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from clipstudy.errors import ConfigError, did_you_mean, unknown_name
 
@@ -27,9 +27,15 @@ class Section(BaseModel):
 
 class ModelConfig(Section):
     arch: str = "clipstudy-tiny"
+    """An open_clip architecture (`ViT-B-32`, `ViT-B-16-SigLIP`, ...) or an image-only torchvision backbone
+    (`torchvision/resnet50`); `clipstudy ls models` lists them."""
     pretrained: str = "none"
-    """An open_clip tag (`openai`, `laion2b_s34b_b79k`, ...), a local checkpoint file, or `none`."""
+    """An open_clip tag (`openai`, `webli`, ...); for torchvision backbones `imagenet` (torchvision's default
+    ImageNet weights) or a weights name (`IMAGENET1K_V1`); or a local checkpoint file, or `none`."""
     cache_dir: str | None = None
+    image_size: Annotated[int, Field(gt=0)] | None = None
+    """Input resolution; None = the architecture's (224 for ViT-B-32 and ResNet50). Only torchvision
+    backbones take another size."""
 
 
 class DataConfig(Section):
@@ -50,6 +56,16 @@ class DataConfig(Section):
     feature_cache: bool = True
     """Cache frozen-backbone features on disk (linear probe without augmentation)."""
     cache_dir: str = "~/.cache/clipstudy/features"
+    shots: Annotated[int, Field(ge=1)] | None = None
+    """Few-shot: k training images per class, drawn after the train/val split (validation keeps
+    min(k, 4) per class, the CoOp protocol); None = every training image."""
+    shot_seed: Annotated[int, Field(ge=0)] | None = None
+    """Seed of the few-shot draw (independent of train.seed); None = `split_seed`. Search or grid it
+    to repeat a few-shot experiment over different samples."""
+    classes: Literal["all", "base", "new"] = "all"
+    """Base-to-new: 'base' trains and tests on the first half of the classes (ceil(C/2), by the
+    dataset's label order) and also reports zero-shot accuracy on the other half (test/new_acc,
+    test/hm); 'new' keeps only the second half."""
 
 
 class HeadConfig(Section):
@@ -84,7 +100,9 @@ class TrainConfig(Section):
     backbone_lr: Annotated[float, Field(ge=0)] | None = None
     """Learning rate of trainable backbone weights (full_ft); None = `lr`."""
     head_lr: Annotated[float, Field(ge=0)] | None = None
-    """Learning rate of the head; None = `lr`."""
+    """Learning rate of the head; None = `lr` (or see `head_lr_mult`)."""
+    head_lr_mult: Annotated[float, Field(gt=0)] | None = None
+    """full_ft with `head_lr` unset: the head's lr as a multiple of the backbone's (seed 001's ResNet50: 10)."""
     layer_decay: Annotated[float, Field(gt=0, le=1)] = 1.0
     """Layer-wise lr decay for the backbone: block i of L gets lr * decay**(L - i)."""
     freeze_blocks: Annotated[int, Field(ge=0)] = 0
@@ -168,6 +186,87 @@ class ProbeConfig(Section):
     max_iter: Annotated[int, Field(gt=0)] = 1000
 
 
+class EvalConfig(Section):
+    """Extra evaluation after the test split."""
+
+    retention: list[str] = Field(default_factory=list)
+    """Datasets on which zero-shot accuracy of the adapted model is compared with the untouched model
+    (retention/<name>/acc, zs_acc, delta): forgetting, measured. Read from data.root like `data.name`."""
+    retention_per_class: Annotated[int, Field(ge=1)] | None = None
+    """Cap on test images per class of each retention dataset (a seeded draw); None = the whole test split."""
+
+    @field_validator("retention")
+    @classmethod
+    def _known_datasets(cls, names: list[str]) -> list[str]:
+        from clipstudy.data import DATASETS
+
+        if len(set(names)) != len(names):
+            raise ValueError(f"entries must be unique, got {names}")
+        for name in names:
+            if name not in DATASETS:
+                raise ValueError(str(unknown_name("dataset", name, DATASETS.names())))
+        return names
+
+
+LOSS_WEIGHT_DEFAULTS = {"ce_weight": 1.0, "contrastive_weight": 0.0, "scl_weight": 0.0, "vld_weight": 0.0}
+"""The weight of each loss term for a method that declares none of its own (`Method.loss_defaults`)."""
+
+
+class LossConfig(Section):
+    """The training objective: L = ce·CE + contrastive·CLIP + scl·SCL + vld·VLD (seed 004, Eq. 6).
+
+    A weight left unset takes the method's default (resolved when the config is validated, so records
+    hold numbers): CE alone for most methods; flyp: contrastive only; clip_cite: CE (DVA with the live
+    text classifier) + 0.7·SCL + 0.1·VLD, 004's values. Any method whose towers train can add terms.
+    """
+
+    ce_weight: NonNegative | None = None
+    """Cross-entropy of the classifier's logits (with a text head: 004's DVA, Eq. 3)."""
+    contrastive_weight: NonNegative | None = None
+    """CLIP's symmetric in-batch contrastive loss between images and their class prompts (FLYP; with CE:
+    seed 002's dual loss). Same-class pairs in a batch count as negatives, as in FLYP."""
+    scl_weight: NonNegative | None = None
+    """λ: supervised image-text contrastive loss over the batch with class-level texts (004, Eq. 4)."""
+    vld_weight: NonNegative | None = None
+    """η: KL distillation of in-batch image-text similarities from a frozen copy of the original CLIP (004,
+    Eq. 5)."""
+    temperature: Annotated[float, Field(gt=0)] | None = None
+    """τ of the contrastive and distillation terms; None = CLIP's own (1 / exp(logit_scale))."""
+
+
+class TokensConfig(Section):
+    """A-CLIP-style token masking (seed 002): while training, the image tower sees the class token and only
+    the most salient patch tokens; evaluation always sees all of them."""
+
+    keep_ratio: Annotated[float, Field(gt=0, le=1)] = 1.0
+    """Share of patch tokens kept during training; 1 = no masking."""
+    saliency: Literal["attention", "norm"] = "attention"
+    """attention: the class token's attention to each patch in the last block, from a no-grad pass of the
+    same tower over all tokens (A-CLIP's choice, with the model itself as the teacher); norm: the L2 norm
+    of each patch embedding (free, no extra pass)."""
+
+
+class WiseConfig(Section):
+    """WiSE-FT weight ensembling (seeds 001, 004 Eq. 7), run after the test: every α of the grid evaluates
+    θ = (1-α)·θ_original + α·θ_fine-tuned on val and test; the best α is chosen on validation.
+
+    Interpolated: every trained weight that starts from CLIP (both towers, a text head); LoRA scales its
+    adapters by α instead. A linear or MLP head starts random, so it keeps its trained weights at every α.
+    """
+
+    enabled: bool = False
+    alphas: list[Probability] = Field(default_factory=lambda: [i / 10 for i in range(11)], min_length=1)
+
+    @field_validator("alphas")
+    @classmethod
+    def _distinct_steps(cls, value: list[float]) -> list[float]:
+        value = sorted(set(value))
+        steps = [round(alpha * 100) for alpha in value]
+        if len(set(steps)) != len(steps):
+            raise ValueError(f"alphas must differ by at least 0.01 (each is logged at step round(100·α)), got {value}")
+        return value
+
+
 class TrialConfig(Section):
     method: str = "linear_probe"
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -178,6 +277,10 @@ class TrialConfig(Section):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)
     probe: ProbeConfig = Field(default_factory=ProbeConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    tokens: TokensConfig = Field(default_factory=TokensConfig)
+    wise: WiseConfig = Field(default_factory=WiseConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @field_validator("method")
     @classmethod
@@ -187,6 +290,19 @@ class TrialConfig(Section):
         if name not in METHODS:
             raise ValueError(str(unknown_name("method", name, METHODS.names())))
         return name
+
+    @model_validator(mode="after")
+    def _method_loss_defaults(self) -> TrialConfig:
+        """Fill the loss weights left unset with the method's defaults; refuse an objective of all zeros."""
+        from clipstudy.methods import METHODS
+
+        method = METHODS.get(self.method)
+        for key, value in {**LOSS_WEIGHT_DEFAULTS, **method.loss_defaults}.items():
+            if getattr(self.loss, key) is None:
+                setattr(self.loss, key, value)
+        if method.trains and not any(getattr(self.loss, key) for key in LOSS_WEIGHT_DEFAULTS):
+            raise ValueError(f"every loss.*_weight is 0, so {self.method} would train nothing; set one above 0")
+        return self
 
 
 def config_keys() -> list[str]:

@@ -70,7 +70,7 @@ def test_flatten_expand_roundtrip():
         ({"train.lrr": 1}, "unknown config key 'train.lrr' (did you mean 'train.lr'?)"),
         ({"trian": {"lr": 1}}, "unknown config key 'trian.lr'"),
         ({"lora.r": 0}, "lora.r: Input should be greater than 0"),
-        ({"method": "lorra"}, "unknown method 'lorra' (did you mean 'lora'?); valid: full_ft, linear_probe, lora"),
+        ({"method": "lorra"}, "unknown method 'lorra' (did you mean 'lora'?); valid: clip_cite, flyp, full_ft,"),
         ({"lora.targets": ["q", "x"]}, "lora.targets.1"),
         ({"augment.crop_scale": [0.9, 0.5]}, "low must not exceed high"),
         ({"train": 3}, "'train' is a section"),
@@ -88,3 +88,60 @@ def test_bad_override_is_named():
         build_config({}, overrides=["train.lrr=1"])
     with pytest.raises(ConfigError, match="key=value"):
         build_config({}, overrides=["train.lr"])
+
+
+@pytest.mark.parametrize(
+    ("layer", "expected"),
+    [
+        ({"data.shots": 0}, "data.shots: Input should be greater than or equal to 1"),
+        ({"data.shot_seed": -1}, "data.shot_seed: Input should be greater than or equal to 0"),
+        ({"data.classes": "novel"}, "data.classes: Input should be 'all', 'base' or 'new'"),
+        ({"eval.retention": ["imagenett"]}, "unknown dataset 'imagenett' (did you mean 'imagenet'?)"),
+        ({"eval.retention": ["dtd", "dtd"]}, "entries must be unique"),
+        ({"eval.retention_per_class": 0}, "eval.retention_per_class: Input should be greater than or equal to 1"),
+    ],
+)
+def test_protocol_keys_are_validated(layer, expected):
+    with pytest.raises(ConfigError) as error:
+        build_config(layer, where="study.yaml")
+    assert expected in str(error.value) and "study.yaml" in str(error.value)
+
+
+def test_protocol_keys_are_config_keys():
+    keys = set(config_keys())
+    assert {"data.shots", "data.shot_seed", "data.classes", "eval.retention", "eval.retention_per_class"} <= keys
+    cfg = build_config({"data": {"shots": 16, "shot_seed": 2, "classes": "base"}, "eval.retention": ["imagenet"]})
+    assert (cfg.data.shots, cfg.data.shot_seed, cfg.data.classes, cfg.eval.retention) == (16, 2, "base", ["imagenet"])
+
+
+def test_loss_weights_default_per_method_and_stay_numbers_in_the_record():
+    assert {"loss.scl_weight", "loss.vld_weight", "wise.alphas", "tokens.keep_ratio"} <= set(config_keys())
+    weights = ("ce_weight", "contrastive_weight", "scl_weight", "vld_weight")
+    expected = {
+        "full_ft": (1.0, 0.0, 0.0, 0.0),
+        "flyp": (0.0, 1.0, 0.0, 0.0),
+        "clip_cite": (1.0, 0.0, 0.7, 0.1),
+    }
+    for method, values in expected.items():
+        cfg = build_config({"method": method})
+        assert tuple(getattr(cfg.loss, w) for w in weights) == values, method
+        assert flatten(cfg.model_dump())["loss.scl_weight"] == values[2]
+        assert TrialConfig.model_validate(cfg.model_dump()) == cfg
+    cfg = build_config({"method": "clip_cite"}, overrides=["loss.scl_weight=0.2", "loss.contrastive_weight=0.5"])
+    assert (cfg.loss.scl_weight, cfg.loss.vld_weight, cfg.loss.contrastive_weight) == (0.2, 0.1, 0.5)
+
+
+def test_wise_alphas_are_sorted_and_need_distinct_steps():
+    assert TrialConfig().wise.alphas == [i / 10 for i in range(11)]
+    assert build_config({"wise.alphas": [1.0, 0.5, 0.0, 0.5]}).wise.alphas == [0.0, 0.5, 1.0]
+    with pytest.raises(ConfigError, match=r"at least 0\.01"):
+        build_config({"wise.alphas": [0.5, 0.501]})
+    with pytest.raises(ConfigError, match=r"wise\.alphas"):
+        build_config({"wise.alphas": [1.5]})
+
+
+def test_token_keep_ratio_is_a_share():
+    with pytest.raises(ConfigError, match=r"tokens\.keep_ratio"):
+        build_config({"tokens.keep_ratio": 0.0})
+    with pytest.raises(ConfigError, match=r"tokens\.saliency"):
+        build_config({"tokens.saliency": "random"})

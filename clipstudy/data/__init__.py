@@ -1,9 +1,30 @@
-"""Datasets decoded once into uint8 tensors, seeded splits, batched augmentation and a feature cache.
+"""Datasets decoded once into uint8 tensors, seeded splits and few-shot draws, batched augmentation,
+a feature cache.
 
 `clipstudy.data.augment` (kornia) and `clipstudy.data.feature_cache` are imported on demand.
 """
 
-from clipstudy.data import digits, imagefolder, synthetic, torchvision_sets  # noqa: F401  (they register)
-from clipstudy.data.base import DATASETS, DataBundle, Source, Split, load_dataset
+from clipstudy.data import digits, imagefolder, local_sets, synthetic, torchvision_sets  # noqa: F401  (they register)
+from clipstudy.data.base import (
+    DATASETS,
+    DataBundle,
+    EvalSet,
+    FileSplit,
+    Source,
+    Split,
+    dataset_origin,
+    load_dataset,
+    open_eval_set,
+)
 
-__all__ = ["DATASETS", "DataBundle", "Source", "Split", "load_dataset"]
+__all__ = [
+    "DATASETS",
+    "DataBundle",
+    "EvalSet",
+    "FileSplit",
+    "Source",
+    "Split",
+    "dataset_origin",
+    "load_dataset",
+    "open_eval_set",
+]

@@ -1,10 +1,17 @@
-"""The data contract: decoded uint8 splits, the dataset registry and `load_dataset`."""
+"""The data contract: decoded uint8 splits, the dataset registry and `load_dataset`.
+
+`load_dataset` turns what a loader returns into the splits a trial uses, in this order: the seeded
+train/val (and test) hold-out, the few-shot draw (`data.shots`), the base/new class selection
+(`data.classes`), and only then decoding, so that a 16-shot ImageNet run decodes 16k images, not 1.3M.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -28,8 +35,40 @@ class Split:
 
 
 @dataclass
+class FileSplit:
+    """Image files and their labels, decoded only once the images a trial needs are chosen."""
+
+    files: list[str]
+    labels: torch.Tensor
+    """int64 [N]."""
+    size: int
+    """Decode size: the shorter side is resized to it and the image centre-cropped to a square."""
+    dataset: str
+    """Named in decoding errors."""
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, indices: torch.Tensor) -> FileSplit:
+        files = [self.files[i] for i in indices.tolist()]
+        return FileSplit(files, self.labels[indices].contiguous(), self.size, self.dataset)
+
+    def decode(self) -> Split:
+        from clipstudy.data.decode import decode_images
+
+        return Split(decode_images(self.files, self.size, self.dataset), self.labels)
+
+
+AnySplit = Split | FileSplit
+
+
+def materialize(split: AnySplit) -> Split:
+    return split.decode() if isinstance(split, FileSplit) else split
+
+
+@dataclass
 class Source:
-    """What a dataset loader returns: decoded images before the seeded train/val/test split.
+    """What a dataset loader returns: images (decoded, or files) before the seeded train/val/test split.
 
     `val` / `test` are None when the dataset ships no such split; `load_dataset` then carves them
     out of `train`.
@@ -37,9 +76,26 @@ class Source:
 
     classnames: list[str]
     templates: list[str]
-    train: Split
-    val: Split | None = None
-    test: Split | None = None
+    train: AnySplit
+    val: AnySplit | None = None
+    test: AnySplit | None = None
+
+
+@dataclass
+class EvalSet:
+    """A labelled test set with what zero-shot evaluation needs: its class names and prompt templates.
+
+    The new classes of base-to-new and each retention dataset are one; `test` may still be files
+    until `loaded()` decodes them.
+    """
+
+    name: str
+    classnames: list[str]
+    templates: list[str]
+    test: AnySplit
+
+    def loaded(self) -> EvalSet:
+        return dataclasses.replace(self, test=materialize(self.test))
 
 
 @dataclass
@@ -54,6 +110,8 @@ class DataBundle:
     test: Split
     fingerprint: str
     """Short hash of the split contents, labels, class names and name: a feature-cache key part."""
+    new_classes: EvalSet | None = None
+    """With `data.classes: base`, the test images and names of the new classes (labels 0..C_new-1)."""
 
     @property
     def num_classes(self) -> int:
@@ -63,13 +121,90 @@ class DataBundle:
 Loader = Callable[[DataConfig, int], Source]
 DATASETS: Registry[Loader] = Registry("dataset", DataError)
 
+Origin = Literal["builtin", "download", "local"]
+"""builtin: made by code or shipped in a package, no files; download: torchvision fetches it into
+data.root when data.download is true; local: the user places its files under data.root."""
+_ORIGINS: dict[str, Origin] = {}
+
+
+def register_dataset(name: str, origin: Origin) -> Callable[[Loader], Loader]:
+    """Register a loader under `name`, with where its files come from (listed and tested by it)."""
+
+    def add(loader: Loader) -> Loader:
+        DATASETS.register(name)(loader)
+        _ORIGINS[name] = origin
+        return loader
+
+    return add
+
+
+def dataset_origin(name: str) -> Origin:
+    DATASETS.get(name)  # an unknown name raises the registry's error, with the valid names
+    return _ORIGINS[name]
+
 
 def load_dataset(cfg: DataConfig, image_size: int) -> DataBundle:
-    """Decode `cfg.name` once and split it (seeded by `cfg.split_seed` only).
+    """Split `cfg.name` (seeded by `cfg.split_seed` only), apply the few-shot draw (`data.shots`, seeded
+    by `data.shot_seed`) and the class selection (`data.classes`), and decode what remains once.
 
     `image_size` is the model's input resolution: the decode size of datasets whose images vary in
     size when `cfg.image_size` is None. Fixed-size datasets (CIFAR 32 px, digits 8 px) stay as stored.
     """
+    from clipstudy.data.splits import base_new_classes, few_shot_indices
+
+    source, (train, val, test) = _open(cfg, image_size)
+    classnames = source.classnames
+    if cfg.shots is not None:
+        seed = cfg.split_seed if cfg.shot_seed is None else cfg.shot_seed
+        train = train.subset(few_shot_indices(train.labels, cfg.shots, seed, classnames))
+        # CoOp: validation keeps min(k, 4) per class, or all of a class when it has fewer
+        val = val.subset(few_shot_indices(val.labels, min(cfg.shots, 4), seed, classnames, strict=False))
+    new_classes = None
+    if cfg.classes != "all":
+        base, new = base_new_classes(len(classnames), cfg.name)
+        keep = base if cfg.classes == "base" else new
+        if cfg.classes == "base":
+            new_test = materialize(keep_classes(test, new))
+            new_classes = EvalSet(f"{cfg.name}/new", [classnames[c] for c in new], source.templates, new_test)
+        train, val, test = (keep_classes(split, keep) for split in (train, val, test))
+        classnames = [classnames[c] for c in keep]
+    train, val, test = (materialize(split) for split in (train, val, test))
+    return DataBundle(
+        name=cfg.name,
+        classnames=classnames,
+        templates=source.templates,
+        train=train,
+        val=val,
+        test=test,
+        fingerprint=fingerprint(cfg.name, classnames, (train, val, test)),
+        new_classes=new_classes,
+    )
+
+
+def open_eval_set(cfg: DataConfig, image_size: int, per_class: int | None = None) -> EvalSet:
+    """The test split of `cfg.name` with its names and templates, not yet decoded where it is files.
+
+    `per_class` caps the images per class (a draw seeded by `cfg.split_seed`); None keeps them all.
+    Opening checks that the dataset is there; `EvalSet.loaded()` decodes it when it is needed.
+    """
+    from clipstudy.data.splits import few_shot_indices
+
+    source, (_, _, test) = _open(cfg, image_size)
+    if per_class is not None:
+        test = test.subset(few_shot_indices(test.labels, per_class, cfg.split_seed, source.classnames, False, "test"))
+    return EvalSet(cfg.name, source.classnames, source.templates, test)
+
+
+def keep_classes(split: AnySplit, classes: Sequence[int]) -> AnySplit:
+    """The samples of `classes`, relabelled 0..len(classes)-1 in the order given."""
+    lookup = torch.full((int(max(classes)) + 1,), -1, dtype=torch.int64)
+    lookup[torch.as_tensor(list(classes))] = torch.arange(len(classes))
+    kept = split.subset(torch.isin(split.labels, torch.as_tensor(list(classes))).nonzero().flatten())
+    return dataclasses.replace(kept, labels=lookup[kept.labels])
+
+
+def _open(cfg: DataConfig, image_size: int) -> tuple[Source, tuple[AnySplit, AnySplit, AnySplit]]:
+    """Run the loader and hold out what the dataset does not ship: test, then validation."""
     from clipstudy.data.splits import stratified_holdout
 
     source = DATASETS.get(cfg.name)(cfg, image_size)
@@ -81,15 +216,7 @@ def load_dataset(cfg: DataConfig, image_size: int) -> DataBundle:
     if val is None:
         rest, held = stratified_holdout(train.labels, cfg.val_fraction, cfg.split_seed, "validation")
         train, val = train.subset(rest), train.subset(held)
-    return DataBundle(
-        name=cfg.name,
-        classnames=source.classnames,
-        templates=source.templates,
-        train=train,
-        val=val,
-        test=test,
-        fingerprint=fingerprint(cfg.name, source.classnames, (train, val, test)),
-    )
+    return source, (train, val, test)
 
 
 def fingerprint(name: str, classnames: list[str], splits: tuple[Split, ...]) -> str:
@@ -111,12 +238,17 @@ def _check(name: str, source: Source) -> None:
     for split in (source.train, source.val, source.test):
         if split is None:
             continue
-        images, labels = split.images, split.labels
-        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
-            raise DataError(
-                f"dataset '{name}': images must be uint8 [N, 3, H, W], got {images.dtype} {list(images.shape)}"
-            )
-        if labels.dtype != torch.int64 or len(labels) != len(images):
+        labels = split.labels
+        if isinstance(split, Split):
+            images = split.images
+            if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+                raise DataError(
+                    f"dataset '{name}': images must be uint8 [N, 3, H, W], got {images.dtype} {list(images.shape)}"
+                )
+            count = len(images)
+        else:
+            count = len(split.files)
+        if labels.dtype != torch.int64 or len(labels) != count:
             raise DataError(f"dataset '{name}': labels must be int64 [N] matching the images")
         if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
             raise DataError(f"dataset '{name}': labels outside 0..{num_classes - 1}")

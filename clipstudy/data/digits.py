@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 
 from clipstudy.config import DataConfig
-from clipstudy.data.base import DATASETS, Source, Split
+from clipstudy.data.base import Source, Split, register_dataset
 from clipstudy.data.templates import DIGITS_TEMPLATES
 
 CLASSNAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
-@DATASETS.register("digits")
+@register_dataset("digits", origin="builtin")
 def load_digits_source(cfg: DataConfig, image_size: int) -> Source:
     """1797 images, values 0..16 scaled to 0..255 and replicated to RGB; kept at 8x8 (no test split)."""
     from sklearn.datasets import load_digits  # scikit-learn takes seconds to import

@@ -1,22 +1,21 @@
 """A user's own images: `root/<class>/*.jpg`, or `root/{train,val,test}/<class>/*.jpg`.
 
 Every image is decoded once with PIL to RGB, its shorter side resized (bicubic) and centre-cropped to
-the decode size, and stacked into one uint8 tensor. With the split layout, `val/` and `test/` are
-optional: what is missing is held out from `train/`.
+the decode size, and stacked into one uint8 tensor; decoding waits until the images a trial uses are
+chosen (see `FileSplit`). With the split layout, `val/` and `test/` are optional: what is missing is
+held out from `train/`.
 """
 
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from clipstudy.config import DataConfig
-from clipstudy.data.base import DATASETS, Source, Split
+from clipstudy.data.base import FileSplit, Source, register_dataset
 from clipstudy.data.templates import GENERIC_TEMPLATES, humanize
 from clipstudy.errors import DataError
 
@@ -24,7 +23,17 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 SPLIT_FOLDERS = ("train", "val", "test")
 
 
-@DATASETS.register("imagefolder")
+@dataclass
+class FolderSplits:
+    """The class folder names (label order) and the splits found under a root."""
+
+    classes: list[str]
+    train: FileSplit
+    val: FileSplit | None = None
+    test: FileSplit | None = None
+
+
+@register_dataset("imagefolder", origin="local")
 def load_imagefolder(cfg: DataConfig, image_size: int) -> Source:
     root = Path(os.path.expanduser(cfg.root))
     if not root.is_dir():
@@ -32,24 +41,26 @@ def load_imagefolder(cfg: DataConfig, image_size: int) -> Source:
             f"imagefolder: data.root {root} is not a folder; point data.root at a folder of class folders "
             f"(root/<class>/*.jpg) or of train/ val/ test/ folders of class folders"
         )
-    size = cfg.image_size or image_size
+    found = read_class_folders(root, cfg.image_size or image_size, "imagefolder")
+    return Source([humanize(c) for c in found.classes], list(GENERIC_TEMPLATES), found.train, found.val, found.test)
+
+
+def read_class_folders(root: Path, size: int, dataset: str) -> FolderSplits:
+    """`root/{train,val,test}/<class>/` when `root/train` exists, else `root/<class>/` (train only)."""
     if (root / "train").is_dir():
-        classes = _class_folders(root / "train")
-        splits = {part: _read_split(root / part, classes, size) for part in SPLIT_FOLDERS if (root / part).is_dir()}
-        return Source(_names(classes), list(GENERIC_TEMPLATES), splits["train"], splits.get("val"), splits.get("test"))
-    classes = _class_folders(root)
-    return Source(_names(classes), list(GENERIC_TEMPLATES), _read_split(root, classes, size))
+        classes = class_folders(root / "train", dataset)
+        present = [part for part in SPLIT_FOLDERS if (root / part).is_dir()]
+        splits = {part: list_split(root / part, classes, size, dataset) for part in present}
+        return FolderSplits(classes, splits["train"], splits.get("val"), splits.get("test"))
+    classes = class_folders(root, dataset)
+    return FolderSplits(classes, list_split(root, classes, size, dataset))
 
 
-def _names(classes: list[str]) -> list[str]:
-    return [humanize(c) for c in classes]
-
-
-def _class_folders(folder: Path) -> list[str]:
+def class_folders(folder: Path, dataset: str) -> list[str]:
     classes = sorted(_subfolders(folder))
     if len(classes) < 2:
         raise DataError(
-            f"imagefolder: {folder} has {len(classes)} class folder(s) {classes}; a classifier needs "
+            f"{dataset}: {folder} has {len(classes)} class folder(s) {classes}; a classifier needs "
             f"at least 2: put each class's images in its own sub-folder of {folder}"
         )
     return classes
@@ -59,45 +70,31 @@ def _subfolders(folder: Path) -> list[str]:
     return [p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
 
 
-def _read_split(folder: Path, classes: list[str], size: int) -> Split:
+def list_split(folder: Path, classes: list[str], size: int, dataset: str) -> FileSplit:
     extra = sorted(set(_subfolders(folder)) - set(classes))
     if extra:
         raise DataError(
-            f"imagefolder: {folder} has class folder(s) {extra} that train/ lacks; use the same class "
+            f"{dataset}: {folder} has class folder(s) {extra} that train/ lacks; use the same class "
             f"folders in train/ val/ test/"
         )
-    files: list[Path] = []
+    files: list[str] = []
     labels: list[int] = []
     for label, name in enumerate(classes):
         class_dir = folder / name
         if not class_dir.is_dir():
             continue  # only val/ or test/ can lack a class folder: the class list comes from train/
         found = sorted(
-            p
+            str(p)
             for p in class_dir.iterdir()
             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
         )
         if not found:
             raise DataError(
-                f"imagefolder: class folder {class_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
+                f"{dataset}: class folder {class_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
                 f"add images or remove the folder"
             )
         files += found
         labels += [label] * len(found)
     if not files:
-        raise DataError(f"imagefolder: {folder} holds no class folders with images; add images or remove it")
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # PIL releases the GIL
-        arrays = list(pool.map(lambda path: _decode(path, size), files))
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    return Split(images, torch.tensor(labels, dtype=torch.int64))
-
-
-def _decode(path: Path, size: int) -> np.ndarray:
-    """RGB, shorter side resized to `size` and centre-cropped: [size, size, 3] uint8."""
-    try:
-        with Image.open(path) as image:
-            image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when much larger
-            rgb = image.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise DataError(f"imagefolder: cannot read image {path} ({error}); delete or replace the file") from None
-    return np.asarray(ImageOps.fit(rgb, (size, size), method=Image.Resampling.BICUBIC))
+        raise DataError(f"{dataset}: {folder} holds no class folders with images; add images or remove it")
+    return FileSplit(files, torch.tensor(labels, dtype=torch.int64), size, dataset)

@@ -12,7 +12,7 @@ import math
 import torch
 
 from clipstudy.config import DataConfig
-from clipstudy.data.base import DATASETS, Source, Split
+from clipstudy.data.base import Source, Split, register_dataset
 from clipstudy.data.templates import GENERIC_TEMPLATES
 
 
@@ -37,7 +37,7 @@ def make_synthetic(num_classes: int, samples_per_class: int, size: int, seed: in
     return Split(pixels, labels)
 
 
-@DATASETS.register("synthetic")
+@register_dataset("synthetic", origin="builtin")
 def load_synthetic(cfg: DataConfig, image_size: int) -> Source:
     """Sized `data.image_size` or 32 (not the model's size: the engine resizes batches on the device)."""
     split = make_synthetic(cfg.num_classes, cfg.samples_per_class, cfg.image_size or 32, cfg.split_seed)

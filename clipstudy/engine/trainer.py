@@ -30,9 +30,12 @@ from clipstudy.data.augment import MixBatch, build_eval_transform, build_train_t
 from clipstudy.data.feature_cache import FeatureCache
 from clipstudy.engine.metrics import evaluate_predictions
 from clipstudy.engine.optim import build_optimizer, build_scheduler
+from clipstudy.engine.transfer import open_transfer_sets, transfer_metrics
+from clipstudy.engine.wise import weight_ensemble_curve
 from clipstudy.errors import ConfigError, TrialFailed
 from clipstudy.methods import METHODS, BuildContext, Method
-from clipstudy.models.build import build_clip
+from clipstudy.methods.objective import apply_token_masking, build_objective
+from clipstudy.models.build import build_model
 
 GPU_RESIDENT_BYTES = 4 << 30
 """Decoded datasets up to this size are moved to the GPU whole; larger ones stream from host memory."""
@@ -61,6 +64,8 @@ class TrialResult:
     classnames: list[str]
     weights: dict[str, torch.Tensor] = field(repr=False)
     """The trainable weights of the tested model (head, adapters or fine-tuned backbone), on CPU."""
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    """Series with their own steps, logged as metric histories (the WiSE-FT α curve: step = round(100·α))."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -131,10 +136,15 @@ class Trainer:
         self.device = resolve_device(cfg.train.device)
         self.autocast_dtype = resolve_precision(cfg.train.precision, self.device)
         seed_everything(cfg.train.seed)
-        self.built = build_clip(cfg.model, self.device)
+        self.built = build_model(cfg.model, self.device)
         self.data: DataBundle = load_dataset(cfg.data, self.built.image_size)
+        self.transfer = open_transfer_sets(cfg, self.data, self.built.image_size)  # new classes, retention sets
         self.method = METHODS.get(cfg.method)()
-        self.model = self.method.build(BuildContext(cfg, self.built, self.data, self.device)).to(self.device)
+        ctx = BuildContext(cfg, self.built, self.data, self.device)
+        self.objective = build_objective(self.method, ctx)  # first: a distillation teacher copies the original
+        self.model = self.method.build(ctx).to(self.device)
+        apply_token_masking(self.method, self.model, cfg)
+        self.wise_origin = self.method.ensemble_origin(self.model) if cfg.wise.enabled and self.method.trains else None
         self.trainable_params, self.total_params = self.model.param_counts()
         self.cached = uses_cached_features(self.method, cfg)
         size, mean, std = self.built.image_size, self.built.mean, self.built.std
@@ -251,14 +261,17 @@ class Trainer:
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
+        term_sums: dict[str, torch.Tensor] = {}
         seen, steps = 0, self.steps_per_epoch
         for step, (x, y) in enumerate(self._batches("train", True, generator)):
             targets = y
             if self.mix.active:
                 x, targets = self.mix(x, y)
             with self._autocast():
-                logits = self._logits(x)
+                logits, terms = self._forward(x, y)
             loss = F.cross_entropy(logits.float(), targets, label_smoothing=cfg.label_smoothing)
+            if not self.objective.plain:
+                loss = self._objective_loss(loss, terms, term_sums, len(y))
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if self.world_size > 1:
@@ -277,10 +290,27 @@ class Trainer:
             for callback in self.callbacks:
                 callback.on_step_end(self, epoch, step + 1, steps)
         if self.world_size > 1:
-            totals = torch.stack([loss_sum, correct.to(loss_sum.dtype), torch.tensor(float(seen), device=self.device)])
+            counts = [loss_sum, correct.to(loss_sum.dtype), torch.tensor(float(seen), device=self.device)]
+            totals = torch.stack(counts + list(term_sums.values()))
             dist.all_reduce(totals)
             loss_sum, correct, seen = totals[0], totals[1], int(totals[2])
-        return {"train/loss": float(loss_sum) / seen, "train/acc": float(correct) / seen, "_seen": seen}
+            term_sums = dict(zip(term_sums, totals[3:], strict=True))
+        terms = {f"train/loss_{name}": float(total) / seen for name, total in term_sums.items()}
+        return {"train/loss": float(loss_sum) / seen, "train/acc": float(correct) / seen, **terms, "_seen": seen}
+
+    def _forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(logits, the objective's extra loss terms by name: none for plain cross-entropy)."""
+        if self.objective.plain:
+            return self._logits(x), {}
+        return self.objective.forward(self.model, x, y)
+
+    def _objective_loss(
+        self, ce: torch.Tensor, terms: dict[str, torch.Tensor], sums: dict[str, torch.Tensor], count: int
+    ) -> torch.Tensor:
+        """The weighted total; each term's unweighted value (CE included) is summed for the epoch's log."""
+        for name, value in {"ce": ce, **terms}.items():
+            sums[name] = sums.get(name, 0) + value.detach().float() * count
+        return self.objective.total(ce, terms)
 
     def _average_gradients(self, params: list[torch.nn.Parameter]) -> None:
         """Data parallelism: every rank steps with the mean gradient over all ranks' batches."""
@@ -382,9 +412,13 @@ class Trainer:
             "trainable_params": self.trainable_params,
             "total_params": self.total_params,
         }
-        return TrialResult(
+        metrics.update(transfer_metrics(self, evaluation.metrics["test/acc"]))  # base-to-new, retention
+        result = TrialResult(
             self.cfg, self.history, metrics, evaluation.per_class, evaluation.confusion, self.data.classnames, selected
         )
+        if self.wise_origin is not None:
+            weight_ensemble_curve(self, result)
+        return result
 
     # ----- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

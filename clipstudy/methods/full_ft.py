@@ -11,6 +11,8 @@ from clipstudy.methods.base import BuildContext, Method, ParamGroup, image_featu
 from clipstudy.models.classifier import ImageClassifier
 
 STEM = ("conv1", "class_embedding", "positional_embedding", "ln_pre", "patch_dropout")
+TIMM_STEM = ("trunk.patch_embed", "trunk.cls_token", "trunk.reg_token", "trunk.pos_embed")
+"""The same for a timm ViT tower (SigLIP), whose blocks are `trunk.blocks.<i>`."""
 
 
 @METHODS.register("full_ft")
@@ -22,13 +24,20 @@ class FullFineTune(Method):
         clip = ctx.built.model.requires_grad_(False)
         head = make_head(ctx, image_feature_dim(clip))
         clip.visual.requires_grad_(True)
+        if ctx.cfg.train.layer_decay != 1 and num_blocks(clip.visual) == 0:
+            raise ConfigError(
+                f"train.layer_decay needs a ViT image encoder; {type(clip.visual).__name__} has no blocks; "
+                "leave train.layer_decay at 1.0"
+            )
         freeze_first_blocks(clip.visual, ctx.cfg.train.freeze_blocks)
         return ImageClassifier(clip, head)
 
     def param_groups(self, model: ImageClassifier, cfg: TrialConfig) -> list[ParamGroup]:
         train = cfg.train
-        head_lr = train.head_lr if train.head_lr is not None else train.lr
         backbone_lr = train.backbone_lr if train.backbone_lr is not None else train.lr
+        head_lr = train.head_lr if train.head_lr is not None else train.lr
+        if train.head_lr is None and train.head_lr_mult is not None:
+            head_lr = train.head_lr_mult * backbone_lr
         groups = split_decay("head", list(model.head.named_parameters()), head_lr, train.weight_decay)
         by_layer: dict[int, list] = {}
         blocks = num_blocks(model.clip.visual)
@@ -43,14 +52,17 @@ class FullFineTune(Method):
 
 def num_blocks(visual: nn.Module) -> int:
     transformer = getattr(visual, "transformer", None)
-    return len(transformer.resblocks) if transformer is not None else 0
+    if transformer is not None:
+        return len(transformer.resblocks)
+    timm_blocks = getattr(getattr(visual, "trunk", None), "blocks", None)
+    return len(timm_blocks) if isinstance(timm_blocks, nn.Sequential | nn.ModuleList) else 0
 
 
 def layer_id(name: str, blocks: int) -> int:
     """0 for the stem, i+1 for block i, blocks+1 for what follows (ln_post, proj). Non-ViT: all top."""
-    if name.startswith(STEM):
+    if name.startswith(STEM + TIMM_STEM):
         return 0
-    if name.startswith("transformer.resblocks."):
+    if name.startswith(("transformer.resblocks.", "trunk.blocks.")):
         return int(name.split(".")[2]) + 1
     return blocks + 1
 

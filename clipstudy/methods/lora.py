@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from clipstudy.config import TrialConfig
 from clipstudy.errors import ConfigError
 from clipstudy.methods import METHODS
@@ -37,3 +39,17 @@ class Lora(Method):
         return split_decay("head", list(model.head.named_parameters()), head_lr, train.weight_decay) + split_decay(
             "adapters", adapters, train.lr, train.weight_decay
         )
+
+    def ensemble_origin(self, model: ImageClassifier) -> dict[str, torch.Tensor]:
+        """WiSE-FT scales the adapters instead of interpolating them (A and B are not linear in α)."""
+        return {n: w for n, w in (super().ensemble_origin(model) or {}).items() if ".lora_" not in n}
+
+    def set_ensemble(
+        self, model: ImageClassifier, origin: dict[str, torch.Tensor], finetuned: dict[str, torch.Tensor], alpha: float
+    ) -> None:
+        """W0 + α·(alpha/r)·B·A: exactly the base weights at α=0 and the trained adapters at α=1."""
+        from clipstudy.models.lora import set_lora_scale
+
+        model.load_state_dict({n: w for n, w in finetuned.items() if ".lora_" in n}, strict=False)
+        set_lora_scale(model.clip, alpha)
+        super().set_ensemble(model, origin, finetuned, alpha)

@@ -17,5 +17,6 @@ class ZeroShot(Method):
 
     def build(self, ctx: BuildContext) -> ImageClassifier:
         clip = ctx.built.model.requires_grad_(False)
-        head = TextHead(ctx.class_embeddings(), ctx.logit_scale(), trainable=False).to(ctx.device)
+        head = TextHead(ctx.class_embeddings(), ctx.logit_scale(), trainable=False, bias=ctx.logit_bias())
+        head = head.to(ctx.device)
         return ImageClassifier(clip, head)

@@ -1,4 +1,5 @@
-"""open_clip models for clipstudy: building (with fast offline failure), split attention, LoRA, heads.
+"""Models for clipstudy: open_clip and torchvision building (with fast offline failure), split attention,
+LoRA, heads.
 
 Names are loaded on first use: open_clip and peft take seconds to import, and commands such as
 `clipstudy ls methods` must not pay for them.
@@ -8,13 +9,19 @@ from importlib import import_module
 
 _HOMES = {
     "SplitMultiheadAttention": "attention",
+    "SplitQKV": "attention",
     "fuse_attention": "attention",
     "split_attention": "attention",
     "TINY_ARCH": "build",
+    "TINY_SIGLIP_ARCH": "build",
     "BuiltModel": "build",
     "build_clip": "build",
+    "build_model": "build",
+    "describe_architectures": "build",
     "list_architectures": "build",
+    "ImageOnlyModel": "torchvision_backbones",
     "TARGET_MODULES": "lora",
+    "TIMM_TARGET_MODULES": "lora",
     "apply_lora": "lora",
     "count_lora_params": "lora",
     "load_lora": "lora",

@@ -1,9 +1,13 @@
-"""Separate q/k/v projections for open_clip's attention, so that LoRA can adapt each one alone.
+"""Separate q/k/v projections for open_clip's and timm's attention, so that LoRA can adapt each one alone.
 
 open_clip's `ResidualAttentionBlock` uses `nn.MultiheadAttention`, whose fused `in_proj_weight` cannot
 be targeted per projection and whose `out_proj` weight is read directly (a LoRA wrapped around it would
 be ignored). `split_attention` swaps it for `SplitMultiheadAttention` (four `nn.Linear`, computed with
 `scaled_dot_product_attention`); `fuse_attention` restores open_clip's layout for export.
+
+timm vision towers (SigLIP's) compute q, k and v with one fused `qkv` Linear that timm's `Attention`
+calls as a module; `split_attention` swaps that Linear for `SplitQKV` (three Linears whose outputs are
+concatenated), so timm's own attention code runs unchanged.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from open_clip.transformer import ResidualAttentionBlock
+from timm.layers import Attention as TimmAttention
 from torch import nn
 
 from clipstudy.errors import ModelError
@@ -166,26 +171,74 @@ def _sdpa_mask(
     return mask
 
 
+class SplitQKV(nn.Module):
+    """Drop-in for timm's fused `qkv` Linear: q, k and v from three Linears, concatenated as timm expects."""
+
+    def __init__(self, q_proj: nn.Linear, k_proj: nn.Linear, v_proj: nn.Linear):
+        super().__init__()
+        self.q_proj, self.k_proj, self.v_proj = q_proj, k_proj, v_proj
+
+    @classmethod
+    def from_fused(cls, qkv: nn.Linear) -> SplitQKV:
+        """Copy a fused [3 * D, in] Linear exactly into three [D, in] Linears."""
+        if qkv.out_features % 3:
+            raise ModelError(f"a fused qkv projection has 3 * D outputs; got {qkv.out_features}")
+        dim, has_bias = qkv.out_features // 3, qkv.bias is not None
+        factory = {"device": qkv.weight.device, "dtype": qkv.weight.dtype}
+        projections = [nn.Linear(qkv.in_features, dim, bias=has_bias, **factory) for _ in range(3)]
+        with torch.no_grad():
+            for i, proj in enumerate(projections):
+                proj.weight.copy_(qkv.weight[i * dim : (i + 1) * dim])
+                if has_bias:
+                    proj.bias.copy_(qkv.bias[i * dim : (i + 1) * dim])
+        split = cls(*projections)
+        split.train(qkv.training)
+        return split
+
+    def to_fused(self) -> nn.Linear:
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        weight = self.q_proj.weight
+        has_bias = self.q_proj.bias is not None
+        qkv = nn.Linear(weight.shape[1], 3 * weight.shape[0], bias=has_bias, device=weight.device, dtype=weight.dtype)
+        with torch.no_grad():
+            qkv.weight.copy_(torch.cat([p.weight for p in projections]))
+            if has_bias:
+                qkv.bias.copy_(torch.cat([p.bias for p in projections]))
+        qkv.train(self.training)
+        return qkv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.q_proj(x), self.k_proj(x), self.v_proj(x)], dim=-1)
+
+
 def _residual_blocks(model: nn.Module) -> list[ResidualAttentionBlock]:
     return [m for m in model.modules() if isinstance(m, ResidualAttentionBlock)]
 
 
-def split_attention(model: nn.Module) -> int:
-    """Replace each residual block's `nn.MultiheadAttention` by a `SplitMultiheadAttention`, in place.
+def _timm_attentions(model: nn.Module) -> list[TimmAttention]:
+    return [m for m in model.modules() if isinstance(m, TimmAttention)]
 
-    Returns the number replaced (0 when already split). Other attention modules (e.g. the attentional
-    pooler) are left alone.
+
+def split_attention(model: nn.Module) -> int:
+    """Split each residual block's `nn.MultiheadAttention` and each timm `Attention`'s `qkv`, in place.
+
+    Returns the number of attention modules split (0 when already split). Other attention modules
+    (e.g. the attentional poolers) are left alone.
     """
     count = 0
     for block in _residual_blocks(model):
         if type(block.attn) is nn.MultiheadAttention:
             block.attn = SplitMultiheadAttention.from_fused(block.attn)
             count += 1
+    for attn in _timm_attentions(model):
+        if type(attn.qkv) is nn.Linear:
+            attn.qkv = SplitQKV.from_fused(attn.qkv)
+            count += 1
     return count
 
 
 def fuse_attention(model: nn.Module) -> int:
-    """Inverse of `split_attention`: restore open_clip's fused layout (e.g. to export a trained model).
+    """Inverse of `split_attention`: restore open_clip's and timm's fused layout (e.g. to export a model).
 
     LoRA adapters must be merged first (`clipstudy.models.lora.merge_lora`). Returns the number fused.
     """
@@ -193,8 +246,17 @@ def fuse_attention(model: nn.Module) -> int:
     for block in _residual_blocks(model):
         if isinstance(block.attn, SplitMultiheadAttention):
             projections = (block.attn.q_proj, block.attn.k_proj, block.attn.v_proj, block.attn.out_proj)
-            if any(type(p) is not nn.Linear for p in projections):
-                raise ModelError("cannot fuse attention that still holds LoRA adapters; call merge_lora first")
+            _check_no_adapters(projections)
             block.attn = block.attn.to_fused()
             count += 1
+    for attn in _timm_attentions(model):
+        if isinstance(attn.qkv, SplitQKV):
+            _check_no_adapters((attn.qkv.q_proj, attn.qkv.k_proj, attn.qkv.v_proj, attn.proj))
+            attn.qkv = attn.qkv.to_fused()
+            count += 1
     return count
+
+
+def _check_no_adapters(projections: tuple[nn.Module, ...]) -> None:
+    if any(type(p) is not nn.Linear for p in projections):
+        raise ModelError("cannot fuse attention that still holds LoRA adapters; call merge_lora first")

@@ -1,7 +1,13 @@
-"""Build an open_clip model from a `ModelConfig`, failing fast (with a fix) when weights are unavailable.
+"""Build the model a `ModelConfig` names, failing fast (with a fix) when weights or tokenizers are unavailable.
+
+Two kinds of model: any open_clip architecture (CLIP, SigLIP, ... and the tiny offline configs shipped
+here), built by `build_clip`, and image-only torchvision backbones (`torchvision/resnet50`), built by
+`clipstudy.models.torchvision_backbones`; `build_model` picks by name.
 
 open_clip retries a missing download for about a minute before raising; here a pretrained tag is first
 looked up in the local caches, and only if it is missing is the network probed (3 s) before fetching.
+The same holds for the Hugging Face files some architectures need besides weights (SigLIP's tokenizer,
+an HF text tower's config).
 """
 
 from __future__ import annotations
@@ -17,44 +23,91 @@ from urllib.request import getproxies, proxy_bypass
 
 import open_clip
 import torch
+from huggingface_hub import try_to_load_from_cache
 from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 
+import clipstudy.models.tiny_timm  # noqa: F401  (registers the tiny SigLIP vision tower with timm)
 from clipstudy.config import ModelConfig
 from clipstudy.errors import ModelError, unknown_name
 from clipstudy.models.attention import split_attention
 
 TINY_ARCH = "clipstudy-tiny"
+TINY_SIGLIP_ARCH = "clipstudy-tiny-siglip"
+PACKAGED_ARCHS = (TINY_ARCH, TINY_SIGLIP_ARCH)
+"""Offline architectures shipped in `model_configs/`; they tokenize with CLIP's bundled BPE tokenizer."""
 _CONFIG_DIR = Path(__file__).parent / "model_configs"
 _PROBE_TIMEOUT_S = 3.0
 _PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode", "fill_color")
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".npz", ".ckpt")
 
-if TINY_ARCH not in open_clip.list_models():
-    open_clip.add_model_config(_CONFIG_DIR / f"{TINY_ARCH}.json")
+for _arch in PACKAGED_ARCHS:
+    if _arch not in open_clip.list_models():
+        open_clip.add_model_config(_CONFIG_DIR / f"{_arch}.json")
 
 
 @dataclass
 class BuiltModel:
     model: torch.nn.Module
-    """The open_clip model, attention already split (see `attention.split_attention`), in eval mode."""
-    tokenizer: Callable[[list[str]], torch.Tensor]
+    """The model, in eval mode: open_clip's (attention already split, see `attention.split_attention`) or
+    an image-only backbone; both expose `visual` (with `output_dim`) and `encode_image`."""
+    tokenizer: Callable[[list[str]], torch.Tensor] | None
+    """None for image-only backbones, which have no text tower."""
     image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     arch: str
     pretrained: str
 
+    @property
+    def has_text(self) -> bool:
+        return self.tokenizer is not None
+
 
 def list_architectures() -> list[str]:
-    return list(open_clip.list_models())
+    from clipstudy.models.torchvision_backbones import torchvision_architectures
+
+    return [*open_clip.list_models(), *torchvision_architectures()]
+
+
+def describe_architectures() -> list[tuple[str, str, list[str]]]:
+    """(name, kind, pretrained tags) of every architecture; kind is clip, siglip or image-only."""
+    from clipstudy.models.torchvision_backbones import torchvision_architectures, torchvision_tags
+
+    rows = []
+    for arch in open_clip.list_models():
+        kind = "siglip" if open_clip.get_model_config(arch).get("init_logit_bias") is not None else "clip"
+        rows.append((arch, kind, open_clip.list_pretrained_tags_by_model(arch)))
+    rows += [(arch, "image-only", torchvision_tags(arch)) for arch in torchvision_architectures()]
+    return rows
+
+
+def build_model(cfg: ModelConfig, device: str | torch.device = "cpu") -> BuiltModel:
+    """Build `cfg.arch`: a torchvision backbone (`torchvision/<name>`) or an open_clip model."""
+    from clipstudy.models.torchvision_backbones import build_torchvision, is_torchvision
+
+    if is_torchvision(cfg.arch):
+        return build_torchvision(cfg, device)
+    return build_clip(cfg, device)
 
 
 def build_clip(cfg: ModelConfig, device: str | torch.device = "cpu") -> BuiltModel:
-    """Create `cfg.arch` with weights from `cfg.pretrained` ('none', a local file or an open_clip tag)."""
+    """Create open_clip's `cfg.arch` with weights from `cfg.pretrained` ('none', a local file or an open_clip tag)."""
     arch = cfg.arch
     if arch not in open_clip.list_models():
         raise unknown_name("architecture", arch, list_architectures(), ModelError)
+    model_cfg = open_clip.get_model_config(arch)
+    native_size = _square_size(model_cfg["vision_cfg"].get("image_size", 224))
+    if cfg.image_size not in (None, native_size):
+        raise ModelError(
+            f"model.image_size={cfg.image_size}, but '{arch}' takes {native_size} px inputs only; "
+            "leave model.image_size unset (other sizes suit torchvision/* backbones)"
+        )
     checkpoint, tag_cfg = _resolve_weights(arch, cfg.pretrained, cfg.cache_dir)
+    hf_text_model = model_cfg.get("text_cfg", {}).get("hf_model_name")
+    if hf_text_model and not _hub_cached(hf_text_model, "config.json", None):
+        _require_hub(
+            f"the Hugging Face text model '{hf_text_model}' that '{arch}' builds its text tower from", hf_text_model
+        )
     force_preprocess = {k: tag_cfg[k] for k in _PREPROCESS_KEYS if tag_cfg.get(k) is not None}
     try:
         model = open_clip.create_model(
@@ -68,17 +121,80 @@ def build_clip(cfg: ModelConfig, device: str | torch.device = "cpu") -> BuiltMod
     except (RuntimeError, ValueError, KeyError, OSError) as error:
         raise ModelError(f"cannot build '{arch}' with pretrained='{cfg.pretrained}': {error}") from error
     split_attention(model)
+    if getattr(model.visual, "output_dim", None) is None:  # timm towers (SigLIP) do not say; CLIP's contract
+        model.visual.output_dim = int(model_cfg["embed_dim"])  # is image features of the joint embed size
     model.eval()
     preprocess = getattr(model.visual, "preprocess_cfg", None) or {}
     return BuiltModel(
         model=model,
-        tokenizer=open_clip.get_tokenizer(arch, cache_dir=cfg.cache_dir),
+        tokenizer=make_tokenizer(arch, cfg.cache_dir),
         image_size=_square_size(preprocess.get("size", model.visual.image_size)),
         mean=tuple(preprocess.get("mean", open_clip.OPENAI_DATASET_MEAN)),
         std=tuple(preprocess.get("std", open_clip.OPENAI_DATASET_STD)),
         arch=arch,
         pretrained=cfg.pretrained,
     )
+
+
+def make_tokenizer(arch: str, cache_dir: str | None = None) -> Callable[[list[str]], torch.Tensor]:
+    """open_clip's tokenizer for `arch`; one that lives on the Hugging Face Hub (SigLIP's) loads on first use."""
+    text_cfg = open_clip.get_model_config(arch).get("text_cfg", {})
+    hub_name = text_cfg.get("hf_tokenizer_name")
+    if hub_name:
+        return HubTokenizer(arch, hub_name, cache_dir)
+    if arch in PACKAGED_ARCHS:  # open_clip would pick SigLIP's (downloaded) tokenizer for a name with 'siglip'
+        return open_clip.SimpleTokenizer(context_length=text_cfg.get("context_length", 77))
+    return open_clip.get_tokenizer(arch, cache_dir=cache_dir)
+
+
+class HubTokenizer:
+    """The tokenizer of an architecture whose tokenizer files live on the Hugging Face Hub (SigLIP).
+
+    Loaded on first call: only methods that read class prompts tokenize, so an uncached tokenizer does
+    not stop a fine-tune with a linear head. When it is needed but neither cached nor reachable, the
+    first call raises a ModelError within seconds (transformers would retry for about a minute).
+    """
+
+    def __init__(self, arch: str, repo_id: str, cache_dir: str | None = None):
+        self.arch, self.repo_id, self.cache_dir = arch, repo_id, cache_dir
+        self._tokenizer: Callable[[list[str]], torch.Tensor] | None = None
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        if self._tokenizer is None:
+            self._tokenizer = self._load()
+        return self._tokenizer(texts)
+
+    def _load(self) -> Callable[[list[str]], torch.Tensor]:
+        cached = _hub_cached(self.repo_id, "tokenizer_config.json", self.cache_dir)
+        if not cached:
+            _require_hub(f"the tokenizer '{self.repo_id}' of '{self.arch}'", self.repo_id)
+        offline = {"local_files_only": True} if cached else {}
+        try:
+            return open_clip.get_tokenizer(self.arch, cache_dir=self.cache_dir, **offline)
+        except (OSError, ValueError, ImportError) as error:
+            raise ModelError(
+                f"cannot load the tokenizer '{self.repo_id}' of '{self.arch}': {error}; {_hub_hint(self.repo_id)}"
+            ) from error
+
+
+def _hub_cached(repo_id: str, filename: str, cache_dir: str | None) -> bool:
+    return isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir), str)
+
+
+def _hub_hint(repo_id: str) -> str:
+    return (
+        f"on a machine with internet run `huggingface-cli download {repo_id}` and copy its Hugging Face cache "
+        "(~/.cache/huggingface, or $HF_HOME) here"
+    )
+
+
+def _require_hub(what: str, repo_id: str) -> None:
+    """Raise a ModelError within seconds when the Hub cannot be reached for `what` (which is not cached)."""
+    if _env_flag("HF_HUB_OFFLINE"):
+        raise ModelError(f"{what} is not cached and HF_HUB_OFFLINE is set; {_hub_hint(repo_id)}")
+    url = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    if not reachable(url):
+        raise ModelError(f"{what} is not cached and {url} is unreachable (no network?); {_hub_hint(repo_id)}")
 
 
 def _square_size(size: int | tuple[int, int] | list[int]) -> int:
@@ -169,7 +285,7 @@ def _download(arch: str, tag: str, tag_cfg: dict, cache_dir: str | None) -> str:
     )
     if offline:
         raise ModelError(f"weights '{tag}' for '{arch}' are not cached and HF_HUB_OFFLINE is set; {hint}")
-    if not _reachable(url):
+    if not reachable(url):
         raise ModelError(
             f"weights '{tag}' for '{arch}' are not cached and {where} is unreachable (no network?); {hint}"
         )
@@ -183,7 +299,7 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
-def _reachable(url: str, timeout: float = _PROBE_TIMEOUT_S) -> bool:
+def reachable(url: str, timeout: float = _PROBE_TIMEOUT_S) -> bool:
     """Whether a TCP connection to the URL's host (or the proxy in use) opens within `timeout` seconds.
 
     Runs in a daemon thread so that a hanging DNS lookup cannot exceed the timeout either.

@@ -1,4 +1,5 @@
-"""The model every method trains: a CLIP image encoder and a head (plus the text tower when it adapts)."""
+"""The model every method trains: an image encoder (CLIP's, or an image-only backbone) and a head (plus the
+text tower when it adapts)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import torch
 from torch import nn
 
 from clipstudy.models.heads import TextHead, class_embeddings_from_tokens
+
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 class ImageClassifier(nn.Module):
@@ -64,4 +67,10 @@ class ImageClassifier(nn.Module):
         return trainable, total
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        return {name: p.detach() for name, p in self.named_parameters() if p.requires_grad}
+        """What training changes: the trainable parameters, and the running statistics of batch norms
+        whose weights train (a fine-tuned ResNet's), so a selected or resumed model is whole."""
+        state = {name: p.detach() for name, p in self.named_parameters() if p.requires_grad}
+        for prefix, module in self.named_modules():
+            if isinstance(module, BATCH_NORMS) and any(p.requires_grad for p in module.parameters(recurse=False)):
+                state.update({f"{prefix}.{name}": b.detach() for name, b in module.named_buffers(recurse=False)})
+        return state

@@ -45,21 +45,32 @@ class MLPHead(nn.Module):
 class TextHead(nn.Module):
     """Cosine classifier initialised from the zero-shot class embeddings.
 
-    logits = scale * normalize(features) @ weight.T, with `weight` starting as the normalised class
-    embeddings, so before training the head *is* the zero-shot classifier. `trainable=False` keeps
+    logits = scale * normalize(features) @ weight.T (+ bias), with `weight` starting as the normalised
+    class embeddings, so before training the head *is* the zero-shot classifier. `trainable=False` keeps
     it fixed (zero-shot); `trainable=True` fine-tunes it (the "text" head of FLYP/WiSE-FT/LP-FT).
+    `bias` is a sigmoid model's (SigLIP's) learnt logit bias: with it the logits are the model's own
+    image-text logits, whose sigmoid is its match probability. A softmax over classes is unchanged by it.
     """
 
-    def __init__(self, class_embeddings: torch.Tensor, logit_scale: float, trainable: bool, dropout: float = 0.0):
+    def __init__(
+        self,
+        class_embeddings: torch.Tensor,
+        logit_scale: float,
+        trainable: bool,
+        dropout: float = 0.0,
+        bias: float | None = None,
+    ):
         super().__init__()
         self.weight = nn.Parameter(class_embeddings.detach().clone(), requires_grad=trainable)
         self.register_buffer("scale", torch.tensor(float(logit_scale)))
+        self.register_buffer("logit_bias", None if bias is None else torch.tensor(float(bias)))
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, features: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         features = F.normalize(self.dropout(features), dim=-1)
         weight = self.weight if weight is None else weight
-        return self.scale * features @ weight.to(features.dtype).T
+        logits = self.scale * features @ weight.to(features.dtype).T
+        return logits if self.logit_bias is None else logits + self.logit_bias
 
 
 def tokenize_prompts(

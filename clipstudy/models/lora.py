@@ -1,8 +1,9 @@
 """LoRA on a split open_clip model via peft: W = W0 + (alpha / r)·B·A, B zero-initialised.
 
 Adapters are injected with `peft.inject_adapter_in_model` (no `PeftModel` wrapper, so the model keeps
-open_clip's interface) on the chosen projections of the chosen towers' residual blocks only. The model
-must have been split first (`attention.split_attention`, done by `build_clip`).
+open_clip's interface) on the chosen projections of the chosen towers' transformer blocks only: open_clip's
+residual blocks, or the blocks of a timm ViT vision tower (SigLIP). The model must have been split first
+(`attention.split_attention`, done by `build_clip`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from peft import inject_adapter_in_model
 from peft.tuners.lora import LoraLayer
 from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import load_file, save_file
+from timm.layers import Attention as TimmAttention
 from torch import nn
 
 from clipstudy.config import LoraConfig
 from clipstudy.errors import ModelError
+from clipstudy.models.attention import SplitQKV
 
 TARGET_MODULES = {
     "q": "attn.q_proj",
@@ -30,38 +33,66 @@ TARGET_MODULES = {
     "fc1": "mlp.c_fc",
     "fc2": "mlp.c_proj",
 }
+"""`lora.targets` -> module path inside an open_clip residual block."""
+TIMM_TARGET_MODULES = {
+    "q": "attn.qkv.q_proj",
+    "k": "attn.qkv.k_proj",
+    "v": "attn.qkv.v_proj",
+    "o": "attn.proj",
+    "fc1": "mlp.fc1",
+    "fc2": "mlp.fc2",
+}
+"""`lora.targets` -> module path inside a timm ViT block (after `split_attention`)."""
 ADAPTER = "default"
 
 
-def tower_transformer(model: nn.Module, tower: str) -> nn.Module | None:
-    """The tower's open_clip `Transformer` (the one holding `resblocks`), or None if it has none."""
+def tower_blocks(model: nn.Module, tower: str) -> tuple[nn.Module, dict[str, str]] | None:
+    """The container of the tower's transformer blocks (children named 0, 1, ...) and the target paths
+    inside a block, or None if the tower has no blocks LoRA knows (e.g. a ResNet)."""
     owner = getattr(model, "visual", None) if tower == "vision" else getattr(model, "text", None) or model
-    transformer = getattr(owner, "transformer", None)
-    blocks = getattr(transformer, "resblocks", None)
-    if not isinstance(blocks, nn.ModuleList) or not all(isinstance(b, ResidualAttentionBlock) for b in blocks):
-        return None
-    return transformer
+    blocks = getattr(getattr(owner, "transformer", None), "resblocks", None)
+    if isinstance(blocks, nn.ModuleList) and blocks and all(isinstance(b, ResidualAttentionBlock) for b in blocks):
+        for block in blocks:
+            if isinstance(block.attn, nn.MultiheadAttention):
+                raise _unsplit_error()
+        return blocks, TARGET_MODULES
+    blocks = getattr(getattr(owner, "trunk", None), "blocks", None)
+    if isinstance(blocks, nn.Sequential | nn.ModuleList) and blocks and all(_is_timm_vit_block(b) for b in blocks):
+        for block in blocks:
+            if not isinstance(block.attn.qkv, SplitQKV):
+                raise _unsplit_error()
+        return blocks, TIMM_TARGET_MODULES
+    return None
+
+
+def _is_timm_vit_block(block: nn.Module) -> bool:
+    mlp = getattr(block, "mlp", None)
+    return isinstance(getattr(block, "attn", None), TimmAttention) and hasattr(mlp, "fc1") and hasattr(mlp, "fc2")
+
+
+def _unsplit_error() -> ModelError:
+    return ModelError(
+        "LoRA needs split attention: call clipstudy.models.split_attention(model) first (build_clip does)"
+    )
 
 
 def target_regex(model: nn.Module, cfg: LoraConfig) -> str:
-    """A regex peft full-matches against module names: the targets inside the towers' residual blocks."""
+    """A regex peft full-matches against module names: the targets inside the towers' transformer blocks."""
     names = {id(module): name for name, module in model.named_modules()}
-    prefixes = []
+    patterns = []
     for tower in cfg.towers:
-        transformer = tower_transformer(model, tower)
-        if transformer is None:
+        found = tower_blocks(model, tower)
+        if found is None:
+            owner = getattr(model, "visual", model) if tower == "vision" else model
             raise ModelError(
-                f"LoRA on the {tower} tower needs open_clip residual attention blocks; "
-                f"this architecture's {tower} tower has none"
+                f"lora.towers: LoRA on the {tower} tower needs transformer attention blocks (open_clip or timm "
+                f"ViT); this model's {tower} tower ({type(owner).__name__}) has none; use method full_ft or "
+                "linear_probe, or another model.arch"
             )
-        for block in transformer.resblocks:
-            if isinstance(block.attn, nn.MultiheadAttention):
-                raise ModelError(
-                    "LoRA needs split attention: call clipstudy.models.split_attention(model) first (build_clip does)"
-                )
-        prefixes.append(re.escape(f"{names[id(transformer)]}.resblocks"))
-    projections = "|".join(re.escape(TARGET_MODULES[t]) for t in cfg.targets)
-    return rf"(?:{'|'.join(prefixes)})\.\d+\.(?:{projections})"
+        blocks, targets = found
+        projections = "|".join(re.escape(targets[t]) for t in cfg.targets)
+        patterns.append(rf"{re.escape(names[id(blocks)])}\.\d+\.(?:{projections})")
+    return "|".join(f"(?:{p})" for p in patterns)
 
 
 def apply_lora(model: nn.Module, cfg: LoraConfig) -> list[str]:

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from clipstudy.config import DataConfig
-from clipstudy.data import DATASETS, DataBundle, load_dataset
+from clipstudy.data import DATASETS, DataBundle, dataset_origin, load_dataset
+from clipstudy.data.templates import UCF_TEMPLATES as CLIP_UCF_TEMPLATES
 from clipstudy.errors import DataError
 
 IMAGE_SIZE = 24
@@ -63,8 +64,9 @@ def make_fake_cifar(root, monkeypatch, name):
 
 
 @pytest.fixture(params=DATASETS.names())
-def offline_config(request, tmp_path, monkeypatch) -> DataConfig:
-    """A DataConfig that loads the dataset without a network; a new dataset must be added here."""
+def offline_config(request, tmp_path, monkeypatch, fake_dataset) -> DataConfig:
+    """A DataConfig that loads the dataset without a network; a new dataset must be added here or, for a
+    file layout, to the makers in tests/data/conftest.py."""
     name = request.param
     if name == "digits":
         return DataConfig(name=name)
@@ -75,7 +77,7 @@ def offline_config(request, tmp_path, monkeypatch) -> DataConfig:
     if name in ("cifar10", "cifar100"):
         make_fake_cifar(tmp_path, monkeypatch, name)
         return DataConfig(name=name, root=str(tmp_path), download=False)
-    pytest.fail(f"dataset '{name}' has no offline test config in {__file__}")
+    return fake_dataset(name)
 
 
 def image_keys(images: torch.Tensor) -> set[bytes]:
@@ -110,6 +112,10 @@ def test_split_is_seeded_by_split_seed_only(offline_config):
     assert again.fingerprint == first.fingerprint
     assert torch.equal(again.val.images, first.val.images) and torch.equal(again.val.labels, first.val.labels)
     other = load_dataset(offline_config.model_copy(update={"split_seed": 1}), IMAGE_SIZE)
+    source = DATASETS.get(offline_config.name)(offline_config, IMAGE_SIZE)
+    if source.val is not None and source.test is not None:  # official splits only: nothing is held out
+        assert other.fingerprint == first.fingerprint
+        return
     assert other.fingerprint != first.fingerprint
     assert not torch.equal(other.val.images, first.val.images)
 
@@ -234,3 +240,96 @@ def test_imagefolder_test_class_not_in_train(tmp_path):
     make_imagefolder(tmp_path / "test", classes=("red_thing", "purple_thing"))
     with pytest.raises(DataError, match="purple_thing"):
         load_dataset(DataConfig(name="imagefolder", root=str(tmp_path)), IMAGE_SIZE)
+
+
+# ---- the benchmark datasets: names, templates and splits as the literature uses them
+
+
+def test_every_dataset_says_where_its_files_come_from():
+    origins = {name: dataset_origin(name) for name in DATASETS.names()}
+    assert set(origins.values()) <= {"builtin", "download", "local"}
+    assert origins["digits"] == origins["synthetic"] == "builtin"
+    assert origins["flowers102"] == origins["cifar100"] == "download"
+    assert origins["stanford_cars"] == origins["ucf101"] == origins["imagenet"] == "local"
+
+
+@pytest.mark.parametrize("name", [n for n in DATASETS.names() if dataset_origin(n) != "builtin"])
+def test_missing_files_name_the_dataset_the_folder_and_the_fix(tmp_path, name):
+    """Offline and without the files, every dataset that reads files fails with what to do, not a traceback."""
+    with pytest.raises(DataError) as error:
+        load_dataset(DataConfig(name=name, root=str(tmp_path), download=False), IMAGE_SIZE)
+    message = str(error.value)
+    assert message.startswith(f"{name}:") and str(tmp_path) in message
+    if dataset_origin(name) == "download":
+        assert "data.download: true" in message
+    else:
+        assert any(hint in message for hint in ("lay", "put", "point data.root")), message
+
+
+EUROSAT_TEMPLATE = "a centered satellite photo of {}."
+
+
+@pytest.mark.parametrize(
+    ("name", "classnames", "template", "sizes"),
+    [
+        ("fgvc_aircraft", ["707-320", "A310", "F-16A/B"], "a photo of a {}, a type of aircraft.", (9, 6, 6)),
+        ("dtd", ["banded", "polka-dotted", "zigzagged"], "a photo of a {} texture.", (9, 6, 6)),
+        ("food101", ["apple pie", "baby back ribs", "pho"], "a photo of {}, a type of food.", (None, None, 6)),
+        ("oxford_pets", ["Abyssinian", "American Bulldog", "Pug"], "a photo of a {}, a type of pet.", (None, None, 6)),
+        ("eurosat", ["annual crop land", "brushland or shrubland", "lake or sea"], EUROSAT_TEMPLATE, None),
+        ("caltech101", ["face", "leopard", "accordion"], "a photo of a {}.", None),
+        ("sun397", ["abbey", "apartment building outdoor", "bakery shop"], "a photo of a {}.", None),
+        (
+            "stanford_cars",
+            ["AM General Hummer SUV 2000", "Acura RL Sedan 2012", "smart fortwo Convertible 2012"],
+            "a photo of a {}.",
+            (None, None, 6),
+        ),
+        ("ucf101", ["Apply Eye Makeup", "Basketball", "Yo Yo"], "a photo of a person {}.", (None, None, 6)),
+    ],
+)
+def test_benchmark_names_templates_and_official_splits(fake_dataset, name, classnames, template, sizes):
+    """CLIP's class names and first template; the dataset's own splits where it has them (train, val, test;
+    None = held out by split_seed)."""
+    bundle = load_dataset(fake_dataset(name), IMAGE_SIZE)
+    assert bundle.classnames == classnames and bundle.templates[0] == template
+    assert bundle.train.images.shape[1:] == (3, IMAGE_SIZE, IMAGE_SIZE)
+    for size, split in zip(sizes or (None,) * 3, (bundle.train, bundle.val, bundle.test), strict=True):
+        if size is not None:
+            assert len(split) == size
+
+
+def test_flowers102_uses_its_official_splits_and_torchvision_names(fake_dataset):
+    bundle = load_dataset(fake_dataset("flowers102"), IMAGE_SIZE)
+    assert bundle.num_classes == 102 and bundle.classnames[0] == "pink primrose"
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (204, 102, 102)
+    assert bundle.templates == ["a photo of a {}, a type of flower."]
+
+
+def test_ucf101_frames_of_one_video_group_stay_on_one_side(fake_dataset):
+    """Split 1 of UCF101: groups 1-7 are test, so no group is in both train/val and test."""
+    cfg = fake_dataset("ucf101")
+    source = DATASETS.get("ucf101")(cfg, IMAGE_SIZE)
+
+    def groups(files: list[str]) -> set[int]:
+        return {int(path.rsplit("_g", 1)[1][:2]) for path in files}
+
+    assert groups(source.test.files) == {2, 5}
+    assert groups(source.train.files) == {8, 9, 10, 11, 12, 13}
+    assert len(CLIP_UCF_TEMPLATES) == 48 and CLIP_UCF_TEMPLATES[8] == "a photo of a person using {}."
+
+
+def test_imagenet_uses_open_clip_names_and_val_as_test(fake_dataset):
+    bundle = load_dataset(fake_dataset("imagenet"), IMAGE_SIZE)
+    assert bundle.num_classes == 1000 and bundle.classnames[:2] == ["tench", "goldfish"]
+    assert len(bundle.templates) == 80 and bundle.templates[0] == "a photo of a {}."
+    assert len(bundle.test) == 1000 and len(bundle.train) + len(bundle.val) == 2000
+
+
+def test_imagenet_needs_its_1000_class_folders(tmp_path):
+    for wnid in ("n01440764", "n01443537"):
+        for part in ("train", "val"):
+            write_png(tmp_path / "imagenet" / part / wnid / "a.JPEG", (8, 8), (0, 0, 0), 0)
+    with pytest.raises(DataError, match="2 class folders, not the 1000") as error:
+        load_dataset(DataConfig(name="imagenet", root=str(tmp_path)), IMAGE_SIZE)
+    assert "image-net.org" in str(error.value)

@@ -1,4 +1,5 @@
-"""build_clip: the tiny architecture offline, clear errors, fast failure when weights cannot be fetched."""
+"""build_clip: the tiny architecture offline, other open_clip architectures, clear errors, fast failure when
+weights cannot be fetched."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from clipstudy.config import ModelConfig
+from clipstudy.config import LoraConfig, ModelConfig
 from clipstudy.errors import ModelError
 from clipstudy.models import (
     TINY_ARCH,
+    TINY_SIGLIP_ARCH,
     BuiltModel,
     SplitMultiheadAttention,
+    apply_lora,
     build_clip,
+    describe_architectures,
     fuse_attention,
     list_architectures,
 )
@@ -97,7 +101,7 @@ def test_uncached_tag_fails_fast_with_hf_hub_offline(monkeypatch, tmp_path):
 
 def test_uncached_tag_fails_fast_on_unreachable_network(monkeypatch, tmp_path):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    if build_module._reachable("https://huggingface.co"):
+    if build_module.reachable("https://huggingface.co"):
         pytest.skip("the Hugging Face Hub is reachable from here")
     _assert_fails_fast(ModelConfig(arch="ViT-B-32", pretrained="laion2b_s34b_b79k", cache_dir=str(tmp_path)))
 
@@ -117,8 +121,8 @@ def test_reachable_probe():
         server.bind(("127.0.0.1", 0))
         server.listen()
         port = server.getsockname()[1]
-        assert build_module._reachable(f"http://127.0.0.1:{port}/x")
-    assert not build_module._reachable(f"http://127.0.0.1:{port}/x")
+        assert build_module.reachable(f"http://127.0.0.1:{port}/x")
+    assert not build_module.reachable(f"http://127.0.0.1:{port}/x")
 
 
 def test_cached_hf_file_is_found(tmp_path):
@@ -177,3 +181,28 @@ def test_tiny_train_step():
         f"tiny train step (batch 32, fwd+bwd+AdamW): {min(times) * 1000:.1f} ms best, "
         f"{sum(times[1:]) / 3 * 1000:.1f} ms mean after warm-up"
     )
+
+
+def test_open_clip_models_take_only_their_own_image_size():
+    assert build_clip(ModelConfig(image_size=32)).image_size == 32
+    with pytest.raises(ModelError, match=r"model\.image_size=64, but 'clipstudy-tiny' takes 32 px"):
+        build_clip(ModelConfig(image_size=64))
+
+
+def test_architectures_are_described_by_kind_and_tags():
+    rows = {name: (kind, tags) for name, kind, tags in describe_architectures()}
+    assert set(rows) == set(list_architectures())
+    assert rows["ViT-B-32"][0] == "clip" and "openai" in rows["ViT-B-32"][1]
+    assert rows["ViT-B-16-SigLIP"] == ("siglip", ["webli"])
+    assert rows[TINY_SIGLIP_ARCH] == ("siglip", [])
+    assert rows["torchvision/resnet50"] == ("image-only", ["imagenet", "IMAGENET1K_V1", "IMAGENET1K_V2"])
+
+
+@pytest.mark.slow
+def test_rn50_clip_builds_offline_and_lora_refuses_its_resnet_tower():
+    built = build_clip(ModelConfig(arch="RN50"))
+    assert built.image_size == 224 and built.model.visual.output_dim == 1024
+    assert all(isinstance(b.attn, SplitMultiheadAttention) for b in built.model.transformer.resblocks)
+    with pytest.raises(ModelError, match=r"lora\.towers: LoRA on the vision tower .*\(ModifiedResNet\) has none"):
+        apply_lora(built.model, LoraConfig(towers=["vision"]))
+    assert len(apply_lora(built.model, LoraConfig(towers=["text"]))) == 12 * 2

@@ -1,0 +1,135 @@
+"""Zero-shot evaluation on classes or datasets a model was not trained on: base-to-new and retention.
+
+Both measure the model as it leaves training, through its own towers: images through its current
+image encoder (fine-tuned, LoRA-adapted or frozen) and the class prompts through its current text
+tower (LoRA on the text tower included), the class embeddings built as CLIP builds its zero-shot
+classifier. A trained head (linear, MLP, or a text head's fine-tuned rows) plays no part: it has no
+row for a class it never saw. So a linear probe's new-class accuracy N equals zero-shot CLIP's, while
+a method that adapts a tower moves it (the CoOp / CLIP-CITE protocol).
+
+- Base-to-new (`data.classes: base`): test/base_acc (B, the test split of the base classes, i.e.
+  test/acc), test/new_acc (N) and test/hm = 2BN / (B + N).
+- Retention (`eval.retention`): per dataset, retention/<name>/acc (the adapted model),
+  retention/<name>/zs_acc (the untouched model, rebuilt from the trial's model config and seed) and
+  retention/<name>/delta = acc - zs_acc: forgetting, measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clipstudy.config import TrialConfig
+from clipstudy.data import DataBundle, EvalSet, Split, open_eval_set
+from clipstudy.data.templates import choose_templates
+from clipstudy.errors import DataError
+from clipstudy.models.build import build_clip
+from clipstudy.models.heads import class_embeddings_from_tokens, tokenize_prompts
+
+if TYPE_CHECKING:
+    from clipstudy.engine.trainer import Trainer
+
+
+@dataclass
+class TransferSets:
+    """What a trial evaluates zero-shot after its test split."""
+
+    new_classes: EvalSet | None = None
+    retention: list[EvalSet] = field(default_factory=list)
+
+
+@dataclass
+class EvalRunner:
+    """How the engine runs images through a model: device, eval transform, batch size, precision."""
+
+    device: torch.device
+    transform: Callable[[torch.Tensor], torch.Tensor]
+    batch_size: int
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+
+
+def harmonic_mean(base: float, new: float) -> float:
+    """HM = 2·B·N / (B + N), the base-to-new summary; 0 when both are 0."""
+    return 2 * base * new / (base + new) if base + new else 0.0
+
+
+def open_transfer_sets(cfg: TrialConfig, data: DataBundle, image_size: int) -> TransferSets:
+    """The new classes of `data` and every retention dataset, opened (so checked) before training: a
+    missing retention dataset fails the trial at once, not after its last epoch. Retention datasets are
+    read like `data.name` (same data.root, download, split seed) and decoded only when evaluated."""
+    retention = []
+    for name in cfg.eval.retention:
+        data_cfg = cfg.data.model_copy(update={"name": name, "shots": None, "shot_seed": None, "classes": "all"})
+        retention.append(open_eval_set(data_cfg, image_size, cfg.eval.retention_per_class))
+    return TransferSets(data.new_classes, retention)
+
+
+@torch.no_grad()
+def zero_shot_accuracy(
+    clip: nn.Module,
+    tokenizer: Callable[[list[str]], torch.Tensor],
+    eval_set: EvalSet,
+    templates: list[str],
+    runner: EvalRunner,
+) -> float:
+    """Top-1 accuracy of CLIP's zero-shot classifier for `eval_set`'s classes, built by `clip` itself."""
+    test = eval_set.test
+    if not isinstance(test, Split):
+        raise TypeError(f"{eval_set.name}: decode the evaluation set first (EvalSet.loaded())")
+    if not len(test):
+        raise DataError(f"{eval_set.name}: its test split holds no images, so there is no accuracy to measure")
+    clip.eval()
+    tokens = tokenize_prompts(tokenizer, eval_set.classnames, templates).to(runner.device)
+    with runner.autocast():
+        weights = class_embeddings_from_tokens(clip.encode_text, tokens, len(eval_set.classnames))
+    correct = 0
+    for start in range(0, len(test), runner.batch_size):
+        images = runner.transform(test.images[start : start + runner.batch_size].to(runner.device))
+        with runner.autocast():
+            features = clip.encode_image(images)
+        predicted = (F.normalize(features.float(), dim=-1) @ weights.T).argmax(dim=1).cpu()
+        correct += int((predicted == test.labels[start : start + runner.batch_size]).sum())
+    return correct / len(test)
+
+
+def original_clip(cfg: TrialConfig, device: torch.device) -> nn.Module:
+    """The untouched CLIP of this trial, rebuilt as the Trainer built it: from the model config, right
+    after seeding with train.seed (so `pretrained: none` draws the same random weights). The global RNG
+    state is left as it was."""
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.train.seed)
+        return build_clip(cfg.model, device).model
+
+
+def transfer_metrics(trainer: Trainer, base_acc: float) -> dict[str, float]:
+    """Base-to-new and retention metrics of the trainer's model as it is now (its tested weights)."""
+    sets: TransferSets = trainer.transfer
+    if sets.new_classes is None and not sets.retention:
+        return {}
+    cfg, clip, tokenizer = trainer.cfg, trainer.model.clip, trainer.built.tokenizer
+    runner = EvalRunner(trainer.device, trainer.eval_transform, trainer.eval_batch_size, trainer._autocast)
+
+    def accuracy(model: nn.Module, eval_set: EvalSet) -> float:
+        templates = choose_templates(eval_set.templates, cfg.prompts.templates)
+        return zero_shot_accuracy(model, tokenizer, eval_set, templates, runner)
+
+    metrics: dict[str, float] = {}
+    if sets.new_classes is not None:
+        new_acc = accuracy(clip, sets.new_classes)
+        metrics["test/base_acc"], metrics["test/new_acc"] = base_acc, new_acc
+        metrics["test/hm"] = harmonic_mean(base_acc, new_acc)
+    if sets.retention:
+        untouched = original_clip(cfg, trainer.device)
+        for eval_set in sets.retention:
+            loaded = eval_set.loaded()
+            acc, zs_acc = accuracy(clip, loaded), accuracy(untouched, loaded)
+            prefix = f"retention/{eval_set.name}"
+            metrics.update({f"{prefix}/acc": acc, f"{prefix}/zs_acc": zs_acc, f"{prefix}/delta": acc - zs_acc})
+        del untouched
+    return metrics
