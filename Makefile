@@ -10,7 +10,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 # workers must use this environment's python instead (it has the study extra: ray, mlflow, optuna).
 export RAY_ENABLE_UV_RUN_RUNTIME_ENV := 0
 
-.PHONY: install uv demo test lint bench
+.PHONY: install uv browser demo test lint bench
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -21,7 +21,11 @@ install: uv
 demo: install
 	$(RUN) clipstudy run studies/quickstart.yaml --local
 
-test: install
+# The UI test drives Debian's chromium headless (no Python browser package).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y --no-install-recommends chromium)
+
+test: install browser
 	$(RUN) ruff check clipstudy tests bench
 	$(RUN) pytest
 

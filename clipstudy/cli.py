@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -34,16 +35,21 @@ def fail(error: ClipstudyError) -> typer.Exit:
 
 @app.command("ls")
 def list_names(what: Listing) -> None:
-    """List the registered methods, open_clip architectures or datasets."""
+    """List the registered methods, model architectures (open_clip and torchvision) or datasets."""
     if what is Listing.methods:
         from clipstudy.methods import METHODS
 
         for name in METHODS.names():
             console.print(f"{name:14s} {METHODS.get(name).description}", highlight=False)
     elif what is Listing.models:
-        from clipstudy.models.build import list_architectures
+        from clipstudy.models.build import describe_architectures
 
-        console.print("\n".join(list_architectures()), highlight=False)
+        rows = describe_architectures()
+        width = max(len(name) for name, _, _ in rows)
+        header = f"{'model.arch':{width}s} {'kind':10s} model.pretrained (besides none or a local file)"
+        console.print(header, highlight=False, soft_wrap=True)
+        for name, kind, tags in rows:
+            console.print(f"{name:{width}s} {kind:10s} {', '.join(tags) or '-'}", highlight=False, soft_wrap=True)
     else:
         from clipstudy.data import DATASETS
 
@@ -67,7 +73,8 @@ class ProgressCallback:
         self.progress.update(self.task, completed=step)
 
     def on_epoch_end(self, trainer, epoch: int, metrics: dict[str, float]) -> None:
-        shown = {k: v for k, v in metrics.items() if k in ("train/loss", "train/acc", "val/loss", "val/acc")}
+        main = ("train/loss", "train/acc", "val/loss", "val/acc")
+        shown = {k: v for k, v in metrics.items() if k in main or k.startswith("train/loss_")}  # + loss terms
         text = "  ".join(f"{k} {v:.4f}" for k, v in shown.items())
         self.progress.console.print(f"epoch {epoch}: {text}", highlight=False)
 
@@ -189,7 +196,87 @@ def run(
         raise fail(error) from None
     from clipstudy.summary import print_summary
 
-    print_summary(console, trials, trials.attrs.get("tracking_uri"))
+    print_summary(console, trials, trials.attrs.get("tracking_uri"), str(study_file))
+
+
+@app.command()
+def report(
+    studies: Annotated[list[str], typer.Argument(help="Study files or study names (several: side by side).")],
+    out: Annotated[Path, typer.Option(help="Folder for report.md, report.html, CSVs and figures.")] = Path("report"),
+    format_: Annotated[str, typer.Option("--format", help="Comma-separated: md, html, csv.")] = "md,html,csv",
+    invocation: Annotated[
+        str, typer.Option("--run", help="Which study run: latest, all, or a parent run id.")
+    ] = "latest",
+    workdir: Annotated[Path, typer.Option(help="Where the embedded MLflow store (mlflow.db) is.")] = Path("."),
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: as `run` uses).")] = None,
+    log: Annotated[bool, typer.Option(help="Attach the report to each study's parent run.")] = True,
+) -> None:
+    """Compare the arms of one or more studies from their MLflow record."""
+    try:
+        from clipstudy.analysis import build_report, load_record, resolve_study
+    except ImportError as error:
+        raise fail(
+            ClipstudyError(f"reports need the 'study' extra ({error.name} missing): pip install 'clipstudy[study]'")
+        ) from None
+    formats = tuple(f.strip() for f in format_.split(",") if f.strip())
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        records = [load_record(*resolve_study(ref, workdir, tracking_uri), invocation) for ref in studies]
+        result = build_report(records, out, formats, log_to_mlflow=log)
+    except ClipstudyError as error:
+        raise fail(error) from None
+    from clipstudy.analysis.report import display_arms
+
+    brief = ["arm", "method", "test acc %", "best val acc %", "trainable params", "compute"]
+    shown = display_arms(result.arms)[[*(["study"] if result.arms.study.nunique() > 1 else []), *brief]]
+    table = Table(*shown.columns, title="arms side by side (best trial on validation; all columns in the report)")
+    for row in shown.itertuples(index=False):
+        table.add_row(*row)
+    console.print(table)
+    for name in ("report.md", "report.html"):
+        if (result.folder / name).exists():
+            console.print(f"wrote {result.folder / name}", highlight=False)
+    if result.logged_to:
+        console.print(f"attached to study run(s) {', '.join(result.logged_to)} as report/", highlight=False)
+
+
+@app.command()
+def ui(
+    study: Annotated[
+        str | None, typer.Argument(help="A study file or study name: also print the URL of its runs.")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to serve on (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 5000,
+    workdir: Annotated[Path, typer.Option(help="Where the embedded MLflow store (mlflow.db) is.")] = Path("."),
+) -> None:
+    """Start the MLflow UI on the studies' tracking store and print its address (Ctrl-C stops it)."""
+    try:
+        from clipstudy.analysis.ui import resolve_target, start_ui
+    except ImportError as error:
+        raise fail(
+            ClipstudyError(f"the UI needs the 'study' extra ({error.name} missing): pip install 'clipstudy[study]'")
+        ) from None
+    try:
+        target = resolve_target(study, workdir)
+        console.print(
+            f"MLflow store: {target.tracking_uri} (the UI takes a few seconds to start)", soft_wrap=True, markup=False
+        )
+        server = start_ui(target, host, port)
+    except ClipstudyError as error:
+        raise fail(error) from None
+    with server:
+        console.print(f"MLflow UI: {server.address}", soft_wrap=True, markup=False)
+        if server.study_url:
+            console.print(f"study '{target.study}': {server.study_url}", soft_wrap=True, markup=False)
+        if server.process is None:
+            return  # the tracking server serves the UI itself
+        console.print("Ctrl-C stops it", highlight=False)
+        try:
+            code = server.wait()
+        except KeyboardInterrupt:
+            return
+    if code:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -34,7 +34,10 @@ def status_counts(trials: pd.DataFrame) -> pd.DataFrame:
     return counts.reindex(columns=list(STATUSES), fill_value=0)
 
 
-def print_summary(console: Console, trials: pd.DataFrame, tracking_uri: str | None = None) -> None:
+def print_summary(
+    console: Console, trials: pd.DataFrame, tracking_uri: str | None = None, study_ref: str | None = None
+) -> None:
+    """The table of best trials and counts, where the record is, and the commands that open it."""
     best = best_trials(trials)
     counts = status_counts(trials)
     table = Table(
@@ -61,5 +64,9 @@ def print_summary(console: Console, trials: pd.DataFrame, tracking_uri: str | No
         table.add_row(arm, *cells, *(str(int(counts.loc[arm, s])) for s in STATUSES))
     console.print(table)
     if tracking_uri:
-        console.print(f"results: {tracking_uri}")
-        console.print(f"open the MLflow UI: mlflow ui --backend-store-uri {tracking_uri}")
+        console.print(f"results: {tracking_uri}", highlight=False, soft_wrap=True)
+    if study_ref:
+        console.print(f"open the MLflow UI: clipstudy ui {study_ref}", highlight=False, soft_wrap=True)
+        console.print(f"compare the arms: clipstudy report {study_ref}", highlight=False, soft_wrap=True)
+    elif tracking_uri:
+        console.print(f"open the MLflow UI: mlflow ui --backend-store-uri {tracking_uri}", highlight=False)
