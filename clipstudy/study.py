@@ -23,18 +23,12 @@ from ray.tune.search.optuna import OptunaSearch
 
 from clipstudy import tracking
 from clipstudy.errors import ConfigError
+from clipstudy.progress import StudyProgress, say
 from clipstudy.search_space import Dist, grid, sample
 from clipstudy.studyfile import Arm, Resources, Study, load_study
-from clipstudy.trial import PLANNED, RUN_ID, ArmSpec, trial_driver
+from clipstudy.trial import RUN_ID, ArmSpec, trial_driver, was_pruned
 
 OPTUNA_DB = "optuna.db"
-
-
-def was_pruned(result: dict[str, Any] | None) -> bool:
-    """A trial that stopped before its planned last epoch, without an error, was stopped by ASHA."""
-    if not result or "epoch" not in result or PLANNED not in result:
-        return False
-    return result["epoch"] < result[PLANNED]
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
@@ -58,6 +52,16 @@ class PruneAwareOptunaSearch(OptunaSearch):
             self._completed_trials.add(trial_id)
             return
         super().on_trial_complete(trial_id, result, error)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Restore, then fail the Optuna trials asked after the checkpoint: no Tune trial will report them."""
+        super().restore(checkpoint_path)
+        from optuna.trial import TrialState
+
+        known = {trial.number for trial in self._ot_trials.values()}
+        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.number not in known:
+                self._ot_study.tell(trial.number, state=TrialState.FAIL)
 
 
 class StatusCallback(tune.Callback):
@@ -190,12 +194,26 @@ def connect(options: RunOptions) -> None:
         ray.init(address=address, configure_logging=False)
 
 
+def restored_trial_ids(path: str) -> set[str]:
+    """The trials in an interrupted experiment's last snapshot (none if it stopped before the first one)."""
+    try:
+        return set(tune.ExperimentAnalysis(path).results)
+    except ValueError:
+        return set()
+
+
 def run_arm(study: Study, arm: Arm, spec: ArmSpec, storage_url: str, run_tag: str, resume: bool) -> None:
     epochs = study.arm_config(arm, overrides=spec.overrides).train.epochs
     trainable = tune.with_resources(tune.with_parameters(trial_driver, spec=spec), trial_resources(spec.resources))
     experiment = f"{study.name}.{arm.name}"
     path = f"{spec.storage_path.rstrip('/')}/{experiment}"
-    if resume and tune.Tuner.can_restore(path):
+    restored = resume and tune.Tuner.can_restore(path)
+    if resume:  # before any trial of the arm runs: runs still open now were left by the stopped driver
+        known = restored_trial_ids(path) if restored else set()
+        closed = tracking.close_interrupted_trials(spec.tracking_uri, spec.parent_run_id, arm.name, known)
+        if closed:
+            say(f"{arm.name}: closed {len(closed)} trial run(s) of trials the stopped study never checkpointed")
+    if restored:
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False)
     else:
         tuner = tune.Tuner(
@@ -210,10 +228,13 @@ def run_arm(study: Study, arm: Arm, spec: ArmSpec, storage_url: str, run_tag: st
             run_config=tune.RunConfig(
                 name=experiment,
                 storage_path=spec.storage_path,
-                callbacks=[StatusCallback(spec.tracking_uri)],
+                callbacks=[
+                    StatusCallback(spec.tracking_uri),
+                    StudyProgress(arm.name, study.metric, study.mode, num_samples(study, arm)),
+                ],
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures if spec.in_process else 0),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                verbose=1,
+                verbose=0,  # StudyProgress reports instead
             ),
         )
     tuner.fit()

@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,6 +39,7 @@ __all__ = [
     "STATUS",
     "TRIAL_ID",
     "check_reachable",
+    "close_interrupted_trials",
     "finish_study_run",
     "log_epoch",
     "log_result",
@@ -57,9 +58,12 @@ METHOD = "clipstudy.method"
 TRIAL_ID = "clipstudy.trial_id"
 STATUS = "clipstudy.status"
 REASON = "clipstudy.failure_reason"
+RESOURCES = "clipstudy.resources"
+"""Prefix of the per-trial resource tags (`.cpus`, `.gpus`, `.workers`): what compute-hours are counted in."""
 PARENT = "mlflow.parentRunId"
 
 FINAL_STATUSES = {"completed": "FINISHED", "pruned": "FINISHED", "failed": "FAILED"}
+INTERRUPTED = "interrupted: the study driver stopped before this trial was checkpointed; resumed as a new trial"
 VERSIONED_PACKAGES = ("torch", "open_clip_torch", "peft", "ray", "optuna", "mlflow", "clipstudy")
 STUDY_ARTIFACT_DIR = "study"
 DB_FILENAME = "mlflow.db"
@@ -88,7 +92,7 @@ def resolve_tracking_uri(study_uri: str | None, workdir: str | Path = ".") -> st
     uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip() or (study_uri or "").strip()
     if not uri:
         return f"sqlite:///{workdir / DB_FILENAME}"
-    path = _sqlite_path(uri)
+    path = sqlite_file(uri)
     if path is None:
         return uri
     query = uri.partition("?")[2]
@@ -96,7 +100,7 @@ def resolve_tracking_uri(study_uri: str | None, workdir: str | Path = ".") -> st
     return f"sqlite:///{absolute}" + (f"?{query}" if query else "")
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_file(uri: str) -> Path | None:
     """The database file of a `sqlite:///...` URI (None for other schemes and in-memory databases)."""
     if not uri.startswith("sqlite:"):
         return None
@@ -115,7 +119,7 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     if scheme in ("http", "https"):
         _check_server(uri, timeout)
     elif scheme == "sqlite":
-        path = _sqlite_path(uri)
+        path = sqlite_file(uri)
         if path is not None:
             _check_folder(uri, path.parent)
     elif scheme == "file":
@@ -258,7 +262,7 @@ def _experiment_id(client: mlflow.MlflowClient, uri: str, study_name: str, creat
 def _artifact_root(uri: str) -> str | None:
     """Artifacts of an embedded SQLite store live next to it (MLflow's default `./mlruns` would follow the
     working directory of whichever process creates the experiment); servers choose their own location."""
-    path = _sqlite_path(uri)
+    path = sqlite_file(uri)
     return (path.parent / "mlruns").as_uri() if path is not None else None
 
 
@@ -306,9 +310,19 @@ def finish_study_run(uri: str, run_id: str, status: str = "FINISHED") -> None:
 
 
 def trial_run(
-    uri: str, study_name: str, parent_run_id: str, arm: str, method: str, trial_id: str, config: TrialConfig
+    uri: str,
+    study_name: str,
+    parent_run_id: str,
+    arm: str,
+    method: str,
+    trial_id: str,
+    config: TrialConfig,
+    resources: dict[str, float] | None = None,
 ) -> str:
-    """The child run of one Tune trial: the existing one for (parent, trial_id), else a new one."""
+    """The child run of one Tune trial: the existing one for (parent, trial_id), else a new one.
+
+    `resources` (cpus, gpus, workers) are tagged so the report can count the compute a trial held.
+    """
     client = _client(uri)
     parent = _retry(lambda: client.get_run(parent_run_id))
     experiment_id = parent.info.experiment_id
@@ -325,6 +339,7 @@ def trial_run(
         METHOD: method,
         TRIAL_ID: trial_id,
         STATUS: "running",
+        **{f"{RESOURCES}.{key}": str(value) for key, value in (resources or {}).items()},
         **provenance_tags(),
     }
     run = _retry(lambda: client.create_run(experiment_id, tags=tags, run_name=f"{arm}/{trial_id}"))
@@ -359,7 +374,17 @@ def _numeric(metrics: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, f
 
 def _log_metrics(uri: str, run_id: str, values: dict[str, float], step: int) -> None:
     stamp = int(time.time() * 1000)
-    metrics = [Metric(key, value, stamp, step) for key, value in values.items()]
+    _log_batches(uri, run_id, [Metric(key, value, stamp, step) for key, value in values.items()])
+
+
+def _log_curves(uri: str, run_id: str, curves: dict[str, list[tuple[int, float]]]) -> None:
+    """Series with their own steps (e.g. the WiSE-FT α curve, step = round(100·α)) as metric histories."""
+    stamp = int(time.time() * 1000)
+    points = [Metric(key, float(value), stamp, int(step)) for key, series in curves.items() for step, value in series]
+    _log_batches(uri, run_id, points)
+
+
+def _log_batches(uri: str, run_id: str, metrics: list[Metric]) -> None:
     client = _client(uri)
     for start in range(0, len(metrics), _MAX_METRICS_PER_BATCH):
         chunk = metrics[start : start + _MAX_METRICS_PER_BATCH]
@@ -372,14 +397,32 @@ def log_epoch(uri: str, run_id: str, metrics: dict[str, float], epoch: int) -> N
 
 
 def log_result(uri: str, run_id: str, result: TrialResult) -> None:
-    """Log the final metrics (at the last epoch's step) and the result files as artifacts."""
+    """Log the final metrics (at the last epoch's step), the result's curves (at their own steps) and the
+    result files as artifacts."""
     from clipstudy.results import write_result  # imports the engine (torch): only when a result is logged
 
     last = int(result.history[-1].get("epoch", len(result.history) - 1)) if result.history else 0
     _log_metrics(uri, run_id, _numeric(result.metrics), last)
+    _log_curves(uri, run_id, result.curves)
     with tempfile.TemporaryDirectory(prefix="clipstudy-result-") as folder:
         write_result(result, folder)
         _retry(lambda: _client(uri).log_artifacts(run_id, folder))
+
+
+def download_artifact(uri: str, run_id: str, path: str, destination: str | Path) -> Path | None:
+    """Fetch one artifact of a run into `destination`; None when the run has no such artifact."""
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=path, dst_path=str(destination), tracking_uri=uri
+        )
+    except (OSError, MlflowException):
+        return None
+    return Path(local)
+
+
+def log_folder(uri: str, run_id: str, folder: str | Path, artifact_path: str) -> None:
+    """Attach a folder's files to a run (e.g. a report on the study's parent run)."""
+    _retry(lambda: _client(uri).log_artifacts(run_id, str(folder), artifact_path=artifact_path))
 
 
 def set_status(uri: str, run_id: str, status: str, reason: str | None = None) -> None:
@@ -411,7 +454,81 @@ def mark_failed_if_running(uri: str, run_id: str, reason: str) -> bool:
     return True
 
 
+def close_interrupted_trials(uri: str, parent_run_id: str, arm: str, known: Collection[str]) -> list[str]:
+    """Close the arm's trial runs left open by a stopped driver that no trial will continue; return their ids.
+
+    Call on resume, before the arm's trials run: nothing writes to them then. A run still RUNNING whose
+    trial is not in `known` (the trial ids in the restored Tune experiment) belongs to a trial Tune will
+    never run again (its driver stopped before it checkpointed that trial; it proposes a new one instead):
+    it is marked failed with `INTERRUPTED` as the reason. One that had recorded its outcome keeps it.
+    """
+    client = _client(uri)
+    experiment_id = _retry(lambda: client.get_run(parent_run_id)).info.experiment_id
+    query = f"{_tag_filter(PARENT, parent_run_id)} and attributes.status = 'RUNNING'"
+    closed = []
+    for run in _search_all(client, experiment_id, query):
+        tags = run.data.tags
+        if tags.get(ROLE) != "trial" or tags.get(ARM) != arm or tags.get(TRIAL_ID) in known:
+            continue
+        outcome = tags.get(STATUS, "running")
+        if outcome in FINAL_STATUSES:  # stopped between recording its outcome and ending its run
+            _retry(lambda run=run, outcome=outcome: client.set_terminated(run.info.run_id, FINAL_STATUSES[outcome]))
+        else:
+            set_status(uri, run.info.run_id, "failed", INTERRUPTED)
+        closed.append(run.info.run_id)
+    return closed
+
+
+def _search_all(client: mlflow.MlflowClient, experiment_id: str, query: str) -> list:
+    runs, token = [], None
+    while True:
+        page = _retry(
+            lambda token=token: client.search_runs(
+                [experiment_id], query, order_by=["attributes.start_time ASC"], max_results=1000, page_token=token
+            )
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
 # ------------------------------------------------------------------------------------------------ reading
+
+
+def study_experiment_id(uri: str, study_name: str) -> str:
+    """The id of a study's experiment; an error listing the known studies if the store has none by that name."""
+    return _experiment_id(_client(uri), uri, study_name, create=False)
+
+
+def set_experiment_tag(uri: str, experiment_id: str, key: str, value: str) -> None:
+    """Tag an experiment (e.g. with a view of its runs table for the MLflow UI)."""
+    _retry(lambda: _client(uri).set_experiment_tag(experiment_id, key, value))
+
+
+def study_runs(uri: str, study_name: str) -> pd.DataFrame:
+    """The study's invocations (its parent runs), newest first, in the same layout as `trial_runs`."""
+    client = _client(uri)
+    experiment_id = _experiment_id(client, uri, study_name, create=False)
+    runs = _retry(
+        lambda: client.search_runs(
+            [experiment_id], _tag_filter(ROLE, "study"), order_by=["attributes.start_time DESC"], max_results=1000
+        )
+    )
+    return _runs_frame(runs)
+
+
+def metric_histories(uri: str, run_ids: list[str], keys: tuple[str, ...]) -> pd.DataFrame:
+    """Every logged value of `keys` for the runs: columns run_id, key, step, value (sorted by step)."""
+    client = _client(uri)
+    rows = [
+        (run_id, key, m.step, m.value)
+        for run_id in run_ids
+        for key in keys
+        for m in _retry(lambda run_id=run_id, key=key: client.get_metric_history(run_id, key))
+    ]
+    frame = pd.DataFrame(rows, columns=["run_id", "key", "step", "value"])
+    return frame.sort_values(["run_id", "key", "step"], kind="stable").reset_index(drop=True)
 
 
 def trial_runs(uri: str, study_name: str, parent_run_id: str | None = None) -> pd.DataFrame:

@@ -13,12 +13,15 @@ QUICKSTART = str(Path(__file__).parents[1] / "studies" / "quickstart.yaml")
 def test_ls_lists_registries():
     methods = runner.invoke(app, ["ls", "methods"])
     assert methods.exit_code == 0
-    for name in ("zero_shot", "linear_probe", "full_ft", "lora"):
+    for name in ("zero_shot", "linear_probe", "full_ft", "lora", "flyp", "clip_cite"):
         assert name in methods.output
     datasets = runner.invoke(app, ["ls", "datasets"])
     assert {"cifar100", "cifar10", "imagefolder", "digits", "synthetic"} <= set(datasets.output.split())
     models = runner.invoke(app, ["ls", "models"])
-    assert {"ViT-B-32", "clipstudy-tiny"} <= set(models.output.split())
+    assert {"ViT-B-32", "clipstudy-tiny", "clipstudy-tiny-siglip", "torchvision/resnet50"} <= set(models.output.split())
+    lines = {line.split()[0]: line.split()[1:] for line in models.output.splitlines()}
+    assert lines["ViT-B-16-SigLIP"] == ["siglip", "webli"]
+    assert lines["torchvision/resnet50"] == ["image-only", "imagenet,", "IMAGENET1K_V1,", "IMAGENET1K_V2"]
 
 
 def test_dry_run_prints_config_and_trainable_params(tmp_path):

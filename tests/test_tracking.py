@@ -192,6 +192,40 @@ def test_mark_failed_if_running_keeps_a_recorded_outcome(uri, client, tiny_confi
     assert (outcomes[done][0], outcomes[done][1][STATUS]) == ("FINISHED", "completed")
 
 
+def test_close_interrupted_trials_closes_only_the_arms_orphans(uri, client, tiny_config):
+    config = tiny_config("lora")
+    parent = tracking.start_study_run(uri, "demo", None, resume=False)
+    runs = {tid: tracking.trial_run(uri, "demo", parent, "lora", "lora", tid, config) for tid in ("done", "resumed")}
+    runs |= {tid: tracking.trial_run(uri, "demo", parent, "lora", "lora", tid, config) for tid in ("orphan", "pruned")}
+    runs["other_arm"] = tracking.trial_run(uri, "demo", parent, "probe", "linear_probe", "x", config)
+    tracking.log_epoch(uri, runs["done"], {"val/acc": 0.75}, 3)
+    tracking.set_status(uri, runs["done"], "completed")
+    tracking.log_epoch(uri, runs["orphan"], {"val/acc": 0.5}, 1)
+    client.set_tag(runs["pruned"], STATUS, "pruned")  # outcome recorded, run not yet ended: the driver died
+    tracking.finish_study_run(uri, parent, "KILLED")
+    other_parent = tracking.start_study_run(uri, "demo", None, resume=False)
+    elsewhere = tracking.trial_run(uri, "demo", other_parent, "lora", "lora", "orphan", config)
+    resumed_parent = tracking.start_study_run(uri, "demo", None, resume=True)
+    assert resumed_parent == other_parent
+
+    closed = tracking.close_interrupted_trials(uri, parent, "lora", {"done", "resumed"})
+
+    assert sorted(closed) == sorted([runs["orphan"], runs["pruned"]])
+    state = {tid: client.get_run(run_id) for tid, run_id in runs.items()}
+    orphan = state["orphan"]
+    assert (orphan.info.status, orphan.data.tags[STATUS]) == ("FAILED", "failed")
+    assert orphan.data.tags[REASON] == tracking.INTERRUPTED
+    assert orphan.info.end_time is not None
+    assert orphan.data.metrics == {"val/acc": 0.5}  # what it had logged stays
+    assert (state["pruned"].info.status, state["pruned"].data.tags[STATUS]) == ("FINISHED", "pruned")
+    assert REASON not in state["pruned"].data.tags
+    assert (state["done"].info.status, state["done"].data.tags[STATUS]) == ("FINISHED", "completed")
+    assert state["done"].data.metrics == {"val/acc": 0.75}
+    for untouched in (state["resumed"], state["other_arm"], client.get_run(elsewhere)):
+        assert (untouched.info.status, untouched.data.tags[STATUS]) == ("RUNNING", "running")
+    assert tracking.close_interrupted_trials(uri, parent, "lora", {"done", "resumed"}) == []
+
+
 def test_set_status_rejects_unknown_statuses(uri, tiny_config):
     parent = tracking.start_study_run(uri, "demo", None, resume=False)
     run_id = tracking.trial_run(uri, "demo", parent, "arm", "lora", "t1", tiny_config("lora"))
@@ -370,3 +404,32 @@ def test_trials_recorded_from_several_processes_at_once(uri, client, tiny_config
     assert set(frame["status"]) == {"FINISHED"}
     for run_id in frame["run_id"]:
         assert [m.step for m in client.get_metric_history(run_id, "val/acc")] == list(range(5))
+
+
+def test_base_to_new_and_retention_metrics_are_recorded(uri, client, tiny_config):
+    """The protocol metrics are part of the trial's final metrics, so they reach MLflow with the rest."""
+    config = tiny_config("zero_shot", data__classes="base", eval__retention=["digits"], eval__retention_per_class=4)
+    parent = tracking.start_study_run(uri, "demo", None, resume=False)
+    run_id, result = _record_trial(uri, parent, "zs", "t1", config)
+    recorded = client.get_run(run_id).data.metrics
+    keys = ["test/base_acc", "test/new_acc", "test/hm"]
+    keys += [f"retention/digits/{name}" for name in ("acc", "zs_acc", "delta")]
+    for key in keys:
+        assert recorded[key] == pytest.approx(result.metrics[key]), key
+    assert recorded["retention/digits/delta"] == 0.0  # zero-shot changes nothing
+    params = client.get_run(run_id).data.params
+    assert params["data.classes"] == "base" and params["eval.retention"] == "['digits']"
+
+
+def test_the_wise_ft_alpha_curve_is_recorded_with_its_steps(uri, client, tiny_config):
+    config = tiny_config("full_ft", head__kind="text", wise__enabled=True, wise__alphas=[0.0, 0.25, 1.0])
+    parent = tracking.start_study_run(uri, "demo", None, resume=False)
+    run_id, result = _record_trial(uri, parent, "wise", "t1", config)
+    for key in ("wise/val_acc", "wise/val_loss", "wise/test_acc"):
+        history = {m.step: m.value for m in client.get_metric_history(run_id, key)}
+        assert history == pytest.approx(dict(result.curves[key])), key
+        assert sorted(history) == [0, 25, 100]
+    recorded = client.get_run(run_id).data.metrics
+    for key in ("wise/best_alpha", "wise/val_acc_at_best", "wise/test_acc_at_best"):
+        assert recorded[key] == pytest.approx(result.metrics[key]), key
+    assert recorded["wise/best_alpha"] in (0.0, 0.25, 1.0)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import pytest
 import yaml
 
+PROGRESS_LOG = "progress.log"
 SMALL_STUDY = {
     "name": "runner_test",
     "base": {
@@ -42,7 +44,10 @@ def write_study(folder: Path, study: dict) -> Path:
 
 @pytest.fixture(scope="module")
 def finished_study(tmp_path_factory):
-    """Run SMALL_STUDY once with --local semantics; yields (workdir, study file, trials DataFrame)."""
+    """Run SMALL_STUDY once with --local semantics; yields (workdir, study file, trials DataFrame).
+
+    What the run printed is in `workdir / PROGRESS_LOG`.
+    """
     import ray
 
     from clipstudy.study import RunOptions, run_study
@@ -51,7 +56,8 @@ def finished_study(tmp_path_factory):
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     study_file = write_study(workdir, SMALL_STUDY)
     try:
-        trials = run_study(study_file, RunOptions(local=True, workdir=str(workdir)))
+        with open(workdir / PROGRESS_LOG, "w") as log, contextlib.redirect_stdout(log):
+            trials = run_study(study_file, RunOptions(local=True, workdir=str(workdir)))
         yield workdir, study_file, trials
     finally:
         ray.shutdown()

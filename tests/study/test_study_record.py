@@ -8,6 +8,7 @@ import pytest
 from mlflow import MlflowClient
 
 from clipstudy.study import OPTUNA_DB
+from tests.study.conftest import PROGRESS_LOG
 
 pytestmark = pytest.mark.slow
 
@@ -107,3 +108,19 @@ def test_results_frame_and_summary(finished_study):
     assert counts.loc["diverges", "failed"] == 1
     assert counts.loc["lora"].sum() == 4
     assert mlflow.get_tracking_uri()  # the API left MLflow usable
+
+
+def test_live_progress_names_each_trials_outcome_and_the_arms_best(finished_study):
+    workdir, _, trials = finished_study
+    printed = (workdir / PROGRESS_LOG).read_text().splitlines()
+    assert not [line for line in printed if line.startswith("Trial status:")], "Ray's own status table is off"
+    lora = trials[trials["tags.clipstudy.arm"] == "lora"]
+    for _, trial in trials.iterrows():
+        arm, trial_id, status = (trial[f"tags.clipstudy.{key}"] for key in ("arm", "trial_id", "status"))
+        mine = [line for line in printed if line.startswith(f"{arm} {trial_id}  ")]
+        assert any("  started" in line for line in mine), (arm, trial_id)
+        ending = {"completed": "  completed  epochs ", "pruned": "  pruned after epoch ", "failed": "  failed "}[status]
+        assert sum(ending in line for line in mine) == 1, (arm, trial_id, mine)
+    best = lora[lora["tags.clipstudy.status"] == "completed"]["metrics.best_val/acc"].max()
+    last_lora = [line for line in printed if line.startswith("lora ")][-1]
+    assert f"| best val/acc {best:.4f} (" in last_lora and "4/4 done, 0 running" in last_lora

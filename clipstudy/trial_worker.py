@@ -1,0 +1,82 @@
+"""The worker side of a trial: `train_fn_per_worker` runs THE engine and reports every epoch.
+
+It lives apart from `clipstudy.trial` so that the study driver, which only schedules trials, never
+imports torch and the engine (about half of its start-up time; see docs/benchmarks.md): the trial
+actor imports this module when it builds its `TorchTrainer`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import ray.tune
+from ray.train import Checkpoint
+
+from clipstudy import tracking
+from clipstudy.config import TrialConfig
+from clipstudy.engine import Callback, Trainer
+from clipstudy.trial import PLANNED, RUN_ID
+
+CHECKPOINT_FILE = "trial.pt"
+
+
+class Reporter(Callback):
+    """Per epoch: metrics to MLflow (rank 0) and to Ray with an epoch checkpoint.
+
+    The last epoch is reported only after the trial's result is recorded (`report_final`): once a
+    trial reaches its last epoch, Tune (and ASHA at max_t) may stop it at any moment.
+    """
+
+    def __init__(self, tracking_uri: str, run_id: str, in_process: bool, rank: int):
+        self.tracking_uri, self.run_id, self.in_process, self.rank = tracking_uri, run_id, in_process, rank
+        self.pending: tuple[Trainer, dict[str, float]] | None = None
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        if self.rank == 0:
+            tracking.log_epoch(self.tracking_uri, self.run_id, metrics, epoch)
+        if epoch >= trainer.num_epochs:
+            self.pending = (trainer, metrics)
+        else:
+            self.report(trainer, metrics)
+
+    def report_final(self) -> None:
+        if self.pending is not None:
+            self.report(*self.pending)
+
+    def report(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        report = {**metrics, PLANNED: trainer.num_epochs, RUN_ID: self.run_id}
+        with tempfile.TemporaryDirectory() as directory:
+            checkpoint = None
+            if self.rank == 0:
+                trainer.save_checkpoint(Path(directory) / CHECKPOINT_FILE)
+                checkpoint = Checkpoint.from_directory(directory)
+            if self.in_process:
+                ray.tune.report(report, checkpoint=checkpoint)
+            else:
+                ray.train.report(report, checkpoint=checkpoint)
+
+
+def latest_checkpoint(in_process: bool) -> Checkpoint | None:
+    return ray.tune.get_checkpoint() if in_process else ray.train.get_checkpoint()
+
+
+def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
+    """Run the engine for one trial on one worker (also callable without Ray for debugging)."""
+    cfg = TrialConfig.model_validate(loop_config["config"])
+    in_process = loop_config["in_process"]
+    rank = 0 if in_process else ray.train.get_context().get_world_rank()
+    reporter = Reporter(loop_config["tracking_uri"], loop_config["run_id"], in_process, rank)
+    checkpoint = latest_checkpoint(in_process)
+    if checkpoint is None:
+        result = Trainer(cfg, [reporter]).fit()
+    else:
+        with checkpoint.as_directory() as directory:
+            trainer = Trainer(cfg, [reporter], resume_from=Path(directory) / CHECKPOINT_FILE)
+        result = trainer.fit()
+    if rank == 0:
+        tracking.log_result(loop_config["tracking_uri"], loop_config["run_id"], result)
+        tracking.set_status(loop_config["tracking_uri"], loop_config["run_id"], "completed")
+    reporter.report_final()
