@@ -144,11 +144,15 @@ def scheduler(study: Study, epochs: int) -> Any:
     )
 
 
+DRIVER_CPUS = 0.01
+
+
 def trial_resources(resources: Resources) -> dict[str, float]:
-    """In-process trials hold their worker's resources; a worker group's driver needs almost none."""
+    """In-process trials hold their worker's resources; a worker group's driver only waits on its workers and
+    holds a token CPU share (Tune refuses a trial with no resources at all)."""
     if resources.workers == 1 and resources.in_process:
         return {"cpu": resources.cpus, "gpu": resources.gpus}
-    return {"cpu": 0.01}
+    return {"cpu": DRIVER_CPUS}
 
 
 def check_feasible(study: Study, arms: list[Arm]) -> None:
@@ -158,15 +162,26 @@ def check_feasible(study: Study, arms: list[Arm]) -> None:
     its GPU workers on demand, so its live nodes say nothing about what it can host.
     """
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    total_cpus, total_gpus = sum(n.get("CPU", 0) for n in nodes), sum(n.get("GPU", 0) for n in nodes)
     problems = []
     for arm in arms:
         need = study.arm_resources(arm)
+        where = f"arms ({arm.name}).resources" if arm.resources else "resources"
         if not any(n.get("CPU", 0) >= need.cpus and n.get("GPU", 0) >= need.gpus for n in nodes):
             biggest = max(((n.get("CPU", 0), n.get("GPU", 0)) for n in nodes), default=(0, 0))
-            where = f"arms ({arm.name}).resources" if arm.resources else "resources"
             problems.append(
                 f"{where}: a worker needs {need.cpus:g} CPU and {need.gpus:g} GPU, but the largest node has "
                 f"{biggest[0]:g} CPU and {biggest[1]:g} GPU; lower the request or add a node type that has them"
+            )
+            continue
+        held = trial_resources(need)
+        cpus = need.workers * need.cpus + (0 if "gpu" in held else held["cpu"])
+        if cpus > total_cpus or need.workers * need.gpus > total_gpus:
+            problems.append(
+                f"{where}: a trial needs {cpus:g} CPU ({need.workers} workers x {need.cpus:g} + its driver's "
+                f"{DRIVER_CPUS:g}) and {need.workers * need.gpus:g} GPU at once, but this Ray instance has "
+                f"{total_cpus:g} CPU and {total_gpus:g} GPU; lower workers or the per-worker cpus/gpus "
+                f"(e.g. cpus: {(total_cpus - DRIVER_CPUS) / need.workers:.2f})"
             )
     if problems:
         raise ConfigError("\n".join(problems))
