@@ -542,18 +542,7 @@ def trial_runs(uri: str, study_name: str, parent_run_id: str | None = None) -> p
     query = _tag_filter(ROLE, "trial")
     if parent_run_id is not None:
         query += f" and {_tag_filter(PARENT, parent_run_id)}"
-    runs, token = [], None
-    while True:
-        page = _retry(
-            lambda token=token: client.search_runs(
-                [experiment_id], query, order_by=["attributes.start_time ASC"], max_results=1000, page_token=token
-            )
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            break
-    frame = _runs_frame(runs)
+    frame = _runs_frame(_search_all(client, experiment_id, query))
     if not frame.empty:  # one row per (parent, trial): a lost race could have made a second run
         frame = frame.drop_duplicates([f"tags.{PARENT}", f"tags.{TRIAL_ID}"], keep="first").reset_index(drop=True)
     return frame
