@@ -33,6 +33,12 @@ def fail(error: ClipstudyError) -> typer.Exit:
     return typer.Exit(1 if isinstance(error, TrialFailed) else USAGE_ERROR)
 
 
+def missing_extra(what: str, error: ImportError) -> typer.Exit:
+    """Ray, MLflow and Optuna come with the 'study' extra; say so instead of a traceback."""
+    extra = "pip install 'clipstudy[study]'"
+    return fail(ClipstudyError(f"{what} needs the 'study' extra ({error.name} missing): {extra}"))
+
+
 @app.command("ls")
 def list_names(what: Listing) -> None:
     """List the registered methods, model architectures (open_clip and torchvision) or datasets."""
@@ -184,11 +190,7 @@ def run(
     try:
         from clipstudy.study import RunOptions, run_study
     except ImportError as error:
-        raise fail(
-            ClipstudyError(
-                f"the study runner needs the 'study' extra ({error.name} missing): pip install 'clipstudy[study]'"
-            )
-        ) from None
+        raise missing_extra("clipstudy run", error) from None
     options = RunOptions(arms=arm, overrides=set_, local=local, address=address, resume=resume)
     try:
         trials = run_study(study_file, options)
@@ -215,9 +217,7 @@ def report(
     try:
         from clipstudy.analysis import build_report, load_record, resolve_study
     except ImportError as error:
-        raise fail(
-            ClipstudyError(f"reports need the 'study' extra ({error.name} missing): pip install 'clipstudy[study]'")
-        ) from None
+        raise missing_extra("clipstudy report", error) from None
     formats = tuple(f.strip() for f in format_.split(",") if f.strip())
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
@@ -253,9 +253,7 @@ def ui(
     try:
         from clipstudy.analysis.ui import resolve_target, start_ui
     except ImportError as error:
-        raise fail(
-            ClipstudyError(f"the UI needs the 'study' extra ({error.name} missing): pip install 'clipstudy[study]'")
-        ) from None
+        raise missing_extra("clipstudy ui", error) from None
     try:
         target = resolve_target(study, workdir)
         console.print(

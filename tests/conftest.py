@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +32,20 @@ def tiny_config(tmp_path):
         return build_config(base, {k.replace("__", "."): v for k, v in overrides.items()})
 
     return make
+
+
+def interrupted_after_first_epoch(cfg, folder: Path) -> Path:
+    """Train `cfg`, checkpoint after epoch 1 and stop there (an interrupted trial); return the checkpoint."""
+    from clipstudy.engine import Callback, Trainer
+
+    checkpoint = folder / "ckpt.pt"
+
+    class StopAfterOne(Callback):
+        def on_epoch_end(self, trainer, epoch, metrics):
+            if epoch == 1:
+                trainer.save_checkpoint(checkpoint)
+                return True
+            return None
+
+    Trainer(cfg, [StopAfterOne()]).fit()
+    return checkpoint

@@ -5,6 +5,7 @@ import torch
 
 from clipstudy.engine import Callback, Trainer, run_trial
 from clipstudy.errors import TrialFailed
+from tests.conftest import interrupted_after_first_epoch
 
 
 def assert_same_weights(a, b):
@@ -27,15 +28,7 @@ def test_checkpoint_restore_continue_equals_uninterrupted(method, tiny_config, t
     )
     straight = run_trial(cfg)
 
-    class StopAfterOne(Callback):
-        def on_epoch_end(self, trainer, epoch, metrics):
-            if epoch == 1:
-                trainer.save_checkpoint(tmp_path / "ckpt.pt")
-                return True
-
-    interrupted = Trainer(cfg, [StopAfterOne()])
-    interrupted.fit()
-    resumed = Trainer(cfg, resume_from=tmp_path / "ckpt.pt")
+    resumed = Trainer(cfg, resume_from=interrupted_after_first_epoch(cfg, tmp_path))
     assert resumed.epoch == 1
     result = resumed.fit()
     assert [h["epoch"] for h in result.history] == [0, 1, 2, 3]

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from clipstudy.engine import Callback, Trainer
+from clipstudy.engine import Trainer
 from clipstudy.models.heads import TextHead
+from tests.conftest import interrupted_after_first_epoch
 
 
 def test_defaults_are_004s_and_searchable(tiny_config):
@@ -61,14 +62,7 @@ def test_resumed_run_equals_the_uninterrupted_one(tiny_config, tmp_path):
     cfg = tiny_config("clip_cite", train__epochs=2, tokens__keep_ratio=0.5, augment__hflip=0.5)
     straight = Trainer(cfg).fit()
 
-    class StopAfterOne(Callback):
-        def on_epoch_end(self, trainer, epoch, metrics):
-            if epoch == 1:
-                trainer.save_checkpoint(tmp_path / "ckpt.pt")
-                return True
-
-    Trainer(cfg, [StopAfterOne()]).fit()
-    resumed = Trainer(cfg, resume_from=tmp_path / "ckpt.pt").fit()
+    resumed = Trainer(cfg, resume_from=interrupted_after_first_epoch(cfg, tmp_path)).fit()
     for a, b in zip(straight.history, resumed.history, strict=True):
         assert {k: v for k, v in a.items() if "loss" in k or "acc" in k} == {
             k: v for k, v in b.items() if "loss" in k or "acc" in k

@@ -12,12 +12,13 @@ import torchvision
 from torch import nn
 
 from clipstudy.config import ModelConfig
-from clipstudy.engine import Callback, Trainer
+from clipstudy.engine import Trainer
 from clipstudy.errors import ConfigError, ModelError
 from clipstudy.models import build as build_module
 from clipstudy.models import build_model, list_architectures
 from clipstudy.models.classifier import BATCH_NORMS
 from clipstudy.models.torchvision_backbones import ImageOnlyModel
+from tests.conftest import interrupted_after_first_epoch
 
 RESNET50 = "torchvision/resnet50"
 
@@ -142,14 +143,7 @@ def test_resumed_resnet_keeps_its_batch_norm_statistics(tiny_config, tmp_path):
     cfg = _resnet_config(tiny_config, train__epochs=2, train__select="last", train__batch_size=8)
     straight = Trainer(cfg).fit()
 
-    class StopAfterOne(Callback):
-        def on_epoch_end(self, trainer, epoch, metrics):
-            if epoch == 1:
-                trainer.save_checkpoint(tmp_path / "ckpt.pt")
-                return True
-
-    Trainer(cfg, [StopAfterOne()]).fit()
-    resumed = Trainer(cfg, resume_from=tmp_path / "ckpt.pt")
+    resumed = Trainer(cfg, resume_from=interrupted_after_first_epoch(cfg, tmp_path))
     assert resumed.steps_per_epoch == 2
     result = resumed.fit()
     assert straight.weights.keys() == result.weights.keys()
