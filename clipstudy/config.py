@@ -37,6 +37,19 @@ class ModelConfig(Section):
     """Input resolution; None = the architecture's (224 for ViT-B-32 and ResNet50). Only torchvision
     backbones take another size."""
 
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, arch: str) -> str:
+        from clipstudy.models.names import PACKAGED_ARCHS, known_architectures
+
+        valid = known_architectures(arch)
+        if arch not in valid:
+            raise ValueError(
+                f"unknown architecture '{arch}'{did_you_mean(arch, valid)}; `clipstudy ls models` lists them all "
+                f"(open_clip's, the offline {' and '.join(PACKAGED_ARCHS)}, and torchvision/resnet50 and kin)"
+            )
+        return arch
+
 
 class DataConfig(Section):
     name: str = "digits"
@@ -66,6 +79,15 @@ class DataConfig(Section):
     """Base-to-new: 'base' trains and tests on the first half of the classes (ceil(C/2), by the
     dataset's label order) and also reports zero-shot accuracy on the other half (test/new_acc,
     test/hm); 'new' keeps only the second half."""
+
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
+        from clipstudy.data import DATASETS
+
+        if name not in DATASETS:
+            raise ValueError(str(unknown_name("dataset", name, DATASETS.names())))
+        return name
 
 
 class HeadConfig(Section):

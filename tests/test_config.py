@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 
 from clipstudy.config import TrialConfig, build_config, config_keys, expand, flatten, parse_override
@@ -74,6 +77,9 @@ def test_flatten_expand_roundtrip():
         ({"lora.targets": ["q", "x"]}, "lora.targets.1"),
         ({"augment.crop_scale": [0.9, 0.5]}, "low must not exceed high"),
         ({"train": 3}, "'train' is a section"),
+        ({"model.arch": "ViT-B-3"}, "model.arch: Value error, unknown architecture 'ViT-B-3' (did you mean 'ViT-B-32"),
+        ({"model.arch": "torchvision/resnet51"}, "unknown architecture 'torchvision/resnet51' (did you mean 'torch"),
+        ({"data.name": "cifar1000"}, "data.name: Value error, unknown dataset 'cifar1000' (did you mean 'cifar100'?)"),
     ],
 )
 def test_bad_config_names_the_field(layer, expected):
@@ -145,3 +151,25 @@ def test_token_keep_ratio_is_a_share():
         build_config({"tokens.keep_ratio": 0.0})
     with pytest.raises(ConfigError, match=r"tokens\.saliency"):
         build_config({"tokens.saliency": "random"})
+
+
+def test_architecture_names_are_checked_without_importing_open_clip():
+    """`clipstudy validate` stays fast: open_clip takes seconds to import."""
+    code = (
+        "import sys\n"
+        "from clipstudy.config import build_config\n"
+        "for arch in ('ViT-B-32', 'ViT-L-14-336', 'clipstudy-tiny-siglip', 'ViT-SO400M-14-SigLIP'):\n"
+        "    assert build_config({'model.arch': arch}).model.arch == arch\n"
+        "assert 'open_clip' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_architecture_names_match_open_clips_own_list():
+    import open_clip
+
+    from clipstudy.models.build import list_architectures
+    from clipstudy.models.names import open_clip_architectures, torchvision_architectures
+
+    assert set(open_clip_architectures()) == set(open_clip.list_models())
+    assert set(list_architectures()) == set(open_clip.list_models()) | set(torchvision_architectures())

@@ -12,6 +12,7 @@ an HF text tower's config).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -30,19 +31,20 @@ import clipstudy.models.tiny_timm  # noqa: F401  (registers the tiny SigLIP visi
 from clipstudy.config import ModelConfig
 from clipstudy.errors import ModelError, unknown_name
 from clipstudy.models.attention import split_attention
+from clipstudy.models.names import (
+    PACKAGED_ARCHS,
+    PACKAGED_CONFIG_DIR,
+    is_torchvision,
+    torchvision_architectures,
+)
 
-TINY_ARCH = "clipstudy-tiny"
-TINY_SIGLIP_ARCH = "clipstudy-tiny-siglip"
-PACKAGED_ARCHS = (TINY_ARCH, TINY_SIGLIP_ARCH)
-"""Offline architectures shipped in `model_configs/`; they tokenize with CLIP's bundled BPE tokenizer."""
-_CONFIG_DIR = Path(__file__).parent / "model_configs"
 _PROBE_TIMEOUT_S = 3.0
 _PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode", "fill_color")
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".npz", ".ckpt")
 
 for _arch in PACKAGED_ARCHS:
     if _arch not in open_clip.list_models():
-        open_clip.add_model_config(_CONFIG_DIR / f"{_arch}.json")
+        open_clip.add_model_config(PACKAGED_CONFIG_DIR / f"{_arch}.json")
 
 
 @dataclass
@@ -64,14 +66,12 @@ class BuiltModel:
 
 
 def list_architectures() -> list[str]:
-    from clipstudy.models.torchvision_backbones import torchvision_architectures
-
     return [*open_clip.list_models(), *torchvision_architectures()]
 
 
 def describe_architectures() -> list[tuple[str, str, list[str]]]:
     """(name, kind, pretrained tags) of every architecture; kind is clip, siglip or image-only."""
-    from clipstudy.models.torchvision_backbones import torchvision_architectures, torchvision_tags
+    from clipstudy.models.torchvision_backbones import torchvision_tags
 
     rows = []
     for arch in open_clip.list_models():
@@ -83,7 +83,7 @@ def describe_architectures() -> list[tuple[str, str, list[str]]]:
 
 def build_model(cfg: ModelConfig, device: str | torch.device = "cpu") -> BuiltModel:
     """Build `cfg.arch`: a torchvision backbone (`torchvision/<name>`) or an open_clip model."""
-    from clipstudy.models.torchvision_backbones import build_torchvision, is_torchvision
+    from clipstudy.models.torchvision_backbones import build_torchvision
 
     if is_torchvision(cfg.arch):
         return build_torchvision(cfg, device)
@@ -109,6 +109,9 @@ def build_clip(cfg: ModelConfig, device: str | torch.device = "cpu") -> BuiltMod
             f"the Hugging Face text model '{hf_text_model}' that '{arch}' builds its text tower from", hf_text_model
         )
     force_preprocess = {k: tag_cfg[k] for k in _PREPROCESS_KEYS if tag_cfg.get(k) is not None}
+    root = logging.getLogger()
+    if checkpoint is None:  # `pretrained: none` asks for random weights: open_clip's warning says nothing new
+        root.addFilter(_drop_random_init_warning)
     try:
         model = open_clip.create_model(
             arch,
@@ -120,6 +123,8 @@ def build_clip(cfg: ModelConfig, device: str | torch.device = "cpu") -> BuiltMod
         )
     except (RuntimeError, ValueError, KeyError, OSError) as error:
         raise ModelError(f"cannot build '{arch}' with pretrained='{cfg.pretrained}': {error}") from error
+    finally:
+        root.removeFilter(_drop_random_init_warning)
     split_attention(model)
     if getattr(model.visual, "output_dim", None) is None:  # timm towers (SigLIP) do not say; CLIP's contract
         model.visual.output_dim = int(model_cfg["embed_dim"])  # is image features of the joint embed size
@@ -195,6 +200,10 @@ def _require_hub(what: str, repo_id: str) -> None:
     url = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
     if not reachable(url):
         raise ModelError(f"{what} is not cached and {url} is unreachable (no network?); {_hub_hint(repo_id)}")
+
+
+def _drop_random_init_warning(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("No pretrained weights loaded")
 
 
 def _square_size(size: int | tuple[int, int] | list[int]) -> int:

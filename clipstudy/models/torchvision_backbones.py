@@ -24,10 +24,9 @@ from clipstudy.config import ModelConfig
 from clipstudy.errors import ModelError, unknown_name
 from clipstudy.models import build
 from clipstudy.models.build import BuiltModel
+from clipstudy.models.names import TORCHVISION_PREFIX as PREFIX
+from clipstudy.models.names import torchvision_architectures
 
-PREFIX = "torchvision/"
-FAMILIES = ("resnet", "resnext", "wide_resnet")
-"""torchvision classifiers whose ImageNet head is `fc` on globally pooled features."""
 IMAGENET_TAG = "imagenet"
 
 
@@ -45,15 +44,6 @@ class ImageOnlyModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.encode_image(images)
-
-
-def is_torchvision(arch: str) -> bool:
-    return arch.startswith(PREFIX)
-
-
-def torchvision_architectures() -> list[str]:
-    names = torchvision.models.list_models(module=torchvision.models)
-    return [PREFIX + name for name in names if name.startswith(FAMILIES)]
 
 
 def torchvision_tags(arch: str) -> list[str]:

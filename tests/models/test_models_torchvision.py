@@ -66,7 +66,7 @@ def test_unknown_tag_and_arch_list_the_valid_ones():
         build_model(ModelConfig(arch=RESNET50, pretrained="imagenet22k"))
     assert "imagenet22k" in str(info.value)
     with pytest.raises(ModelError, match="torchvision/resnet50"):
-        build_model(ModelConfig(arch="torchvision/resnet51"))
+        build_model(ModelConfig.model_construct(arch="torchvision/resnet51"))  # a config that skipped validation
 
 
 def _resnet_config(tiny_config, method: str = "full_ft", **overrides):
