@@ -1,4 +1,11 @@
-"""A study submitted with `ray job submit` to a real two-node Ray cluster on loopback (CPU only, ~2-2.5 min).
+"""A study submitted with `ray job submit` to a real two-node Ray cluster on loopback (CPU only, ~4-5 min).
+
+The study is submitted twice to the one cluster, as a command (`clipstudy run study.yaml`) and as a Python
+script that runs it through the API (`python study.py`, written as studies/quickstart.py is), each job with
+its own MLflow store and Tune storage. Both must succeed and leave the same record: one FINISHED parent run
+holding the same study, the same number of trial runs with the same statuses, and, the TPE sampler being
+seeded (its first trials are random startup trials drawn in order from the seed, whatever runs when), the
+same learning rates.
 
 Two `ray start --block` nodes (a head and a worker, one CPU each) run on this machine, each with its
 own temp dir, free ports and CPU core, behind token auth with a throwaway token (RAY_AUTH_TOKEN:
@@ -8,10 +15,11 @@ with `ray stop`, which would stop every Ray process on the machine.
 Which node ran a trial: each Tune result records the pid of the trial's actor, and Ray's State API
 (`ray list actors`) gives that actor's node id. Both nodes have the same IP, hence ids, not IPs.
 
-Why each node gets a trial (see tests/studies/two_node.yaml): Tune reuses actors, and a pending trial
-takes a freed-up actor rather than wait for its own to start. So both trials start together
+Why each node gets a trial of the command's job (see tests/studies/two_node.yaml): Tune reuses actors, and
+a pending trial takes a freed-up actor rather than wait for its own to start. So both trials start together
 (`max_concurrent: 2`), each node on its own core (so neither actor's start-up is slowed by the other
 node's training: they come up within seconds of each other), and a trial lasts longer (~20 s) than that gap.
+The script's job is only checked to run its trials on known nodes: its placement is not the point of it.
 """
 
 from __future__ import annotations
@@ -239,6 +247,35 @@ def _text(output: bytes | str | None) -> str:
     return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
 
 
+# The Python-script form of the study, written as studies/quickstart.py is: it loads the study file next to it.
+SCRIPT = '''\
+"""The study through the Python API, as studies/quickstart.py runs the quickstart."""
+
+import os
+from pathlib import Path
+
+from clipstudy.api import RunOptions, best_trials, load_study, run_study
+
+study = load_study(Path(__file__).with_name("study.yaml"))
+trials = run_study(study, RunOptions(local="RAY_ADDRESS" not in os.environ))
+print(best_trials(trials)[["tags.clipstudy.method", "selection", "metrics.test/acc", "metrics.trainable_params"]])
+'''
+
+
+@dataclass
+class JobRecord:
+    """What one submitted study job left: its logs, its MLflow record and where its trials ran."""
+
+    uri: str
+    storage: str
+    logs: str
+    parent: mlflow.entities.Run
+    trials: object  # pandas DataFrame, one row per trial run (tracking.trial_runs)
+    attached_study: dict  # the study file attached to the parent run, loaded and dumped
+    trial_nodes: dict[str, str | None]  # Tune trial id -> node id
+    placement: str  # for failure messages
+
+
 def trial_results(experiment_folder: Path) -> dict[str, dict]:
     """Tune trial id -> its last result (`pid`: the trial actor's process, `time_total_s`, `date`, ...)."""
     results = {}
@@ -250,22 +287,21 @@ def trial_results(experiment_folder: Path) -> dict[str, dict]:
     return results
 
 
-@pytest.mark.slow
-def test_study_job_runs_trials_on_both_nodes_and_records_them_in_mlflow(cluster, tmp_path):
+def run_job(cluster: Cluster, folder: Path, study: dict, entrypoint: list[str], files: dict[str, str]) -> JobRecord:
+    """Submit a job whose working dir holds the study (as `study.yaml`, with its own storage under `folder`)
+    and `files`, with its own MLflow store under `folder`; wait until it succeeds and read what it left."""
     from clipstudy import tracking
+    from clipstudy.studyfile import load_study
 
-    study = yaml.safe_load(STUDY.read_text())
-    expected_trials = sum(arm.get("trials", 1) for arm in study["arms"])
-    study["storage"] = str(tmp_path / "runs")
-    study["base"]["data"]["cache_dir"] = str(tmp_path / "features")
-    job_dir = tmp_path / "job"  # the uploaded working dir holds the study file only
-    job_dir.mkdir()
+    study = {**study, "storage": str(folder / "runs")}
+    job_dir = folder / "job"  # the uploaded working dir
+    job_dir.mkdir(parents=True)
     (job_dir / "study.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for name, text in files.items():
+        (job_dir / name).write_text(text)
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
     runtime_env = {"env_vars": {"MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1"}}
     job_id = f"two-node-{uuid.uuid4().hex[:8]}"
-
-    # No --address for `clipstudy run`: the job's driver finds the cluster in RAY_ADDRESS, set by Ray Jobs.
     cluster.ray_ok(
         "job",
         "submit",
@@ -279,16 +315,12 @@ def test_study_job_runs_trials_on_both_nodes_and_records_them_in_mlflow(cluster,
         "--runtime-env-json",
         json.dumps(runtime_env),
         "--",
-        str(CLIPSTUDY),
-        "run",
-        "study.yaml",
+        *entrypoint,
     )
     status, logs = wait_for_job(cluster, job_id)
-    assert status == "SUCCEEDED", f"job {job_id}: {status}\n{logs[-20000:]}"
+    assert status == "SUCCEEDED", f"job {job_id} ({' '.join(entrypoint)}): {status}\n{logs[-20000:]}"
 
-    # On which node each trial ran: result pid -> trial actor -> node id.
-    nodes = {n["node_id"]: n for n in cluster.alive_nodes()}
-    assert len(nodes) == 2, nodes
+    # On which node each trial ran: result pid -> trial actor -> node id (a finished job's actors are listed DEAD).
     actors = json.loads(
         cluster.ray_ok(
             "list",
@@ -305,34 +337,82 @@ def test_study_job_runs_trials_on_both_nodes_and_records_them_in_mlflow(cluster,
         )
     )
     node_of_pid = {actor["pid"]: actor["node_id"] for actor in actors if actor.get("node_id")}
-    results = trial_results(tmp_path / "runs" / f"{study['name']}.{study['arms'][0]['name']}")
+    results = trial_results(folder / "runs" / f"{study['name']}.{study['arms'][0]['name']}")
     trial_nodes = {trial: node_of_pid.get(result["pid"]) for trial, result in results.items()}
     placement = "\n".join(
         f"  trial {t}: pid {r['pid']} on node {trial_nodes[t]}, {r['time_total_s']:.1f}s, finished {r['date']}"
         for t, r in sorted(results.items())
     )
+    placement += "\ntrial actors (pid, node, state):\n" + "".join(
+        f"  {a.get('pid')} {a.get('node_id')} {a.get('state')}\n" for a in actors
+    )
 
-    # The MLflow record: one experiment, one parent run, one finished child run per trial.
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name(study["name"])
     assert experiment is not None, f"no experiment '{study['name']}' in {uri}"
     parents = client.search_runs([experiment.experiment_id], f"tags.`{tracking.ROLE}` = 'study'")
     assert len(parents) == 1, [p.info.run_id for p in parents]
-    assert parents[0].info.status == "FINISHED"
-    trials = tracking.trial_runs(uri, study["name"])
+    attached = Path(client.download_artifacts(parents[0].info.run_id, tracking.STUDY_ARTIFACT_DIR, str(folder)))
+    study_files = sorted(attached.glob("*.yaml"))
+    assert len(study_files) == 1, f"{job_id}: the parent run has not one study file attached: {study_files}"
+    return JobRecord(
+        uri=uri,
+        storage=study["storage"],
+        logs=logs,
+        parent=parents[0],
+        trials=tracking.trial_runs(uri, study["name"]),
+        attached_study=load_study(study_files[0]).model_dump(mode="json"),
+        trial_nodes=trial_nodes,
+        placement=placement,
+    )
+
+
+def check_record(job: JobRecord, expected_trials: int, nodes: dict[str, dict]) -> None:
+    """One FINISHED parent run, one finished child run per trial, each trial run on a known node."""
+    from clipstudy import tracking
+
+    trials = job.trials
+    assert job.parent.info.status == "FINISHED", job.parent.info
     assert len(trials) == expected_trials, trials[[f"tags.{tracking.TRIAL_ID}", f"tags.{tracking.STATUS}"]]
-    assert set(trials["tags.mlflow.parentRunId"]) == {parents[0].info.run_id}
+    assert set(trials["tags.mlflow.parentRunId"]) == {job.parent.info.run_id}
     assert set(trials[f"tags.{tracking.STATUS}"]) <= {"completed", "pruned"}, trials[f"tags.{tracking.STATUS}"]
     assert trials["status"].eq("FINISHED").all(), trials["status"]
     assert trials["metrics.test/acc"].notna().all(), trials.get("metrics.test/acc")
+    assert set(trials[f"tags.{tracking.TRIAL_ID}"]) == set(job.trial_nodes), job.trial_nodes
+    assert all(node in nodes for node in job.trial_nodes.values()), f"trials on unknown nodes:\n{job.placement}"
+    assert job.attached_study["storage"] == job.storage, job.attached_study
 
-    # Every recorded trial ran on a known node, and the trials ran on both nodes.
-    recorded = set(trials[f"tags.{tracking.TRIAL_ID}"])
-    assert recorded == set(trial_nodes), (recorded, trial_nodes)
-    assert all(node in nodes for node in trial_nodes.values()), f"trials on unknown nodes:\n{placement}\n{nodes}"
-    assert set(trial_nodes.values()) == set(nodes), (
-        f"trials did not run on both nodes:\n{placement}\ntrial actors (pid, node, state):\n"
-        + "".join(f"  {a.get('pid')} {a.get('node_id')} {a.get('state')}\n" for a in actors)
-        + f"job log (end):\n{logs[-6000:]}"
+
+@pytest.mark.slow
+def test_study_command_and_script_jobs_run_on_two_nodes_and_record_the_same(cluster, tmp_path):
+    from clipstudy import tracking
+
+    study = yaml.safe_load(STUDY.read_text())
+    expected_trials = sum(arm.get("trials", 1) for arm in study["arms"])
+    study["base"]["data"]["cache_dir"] = str(tmp_path / "features")
+
+    # No --address for either form: the job's driver finds the cluster in RAY_ADDRESS, set by Ray Jobs.
+    cli = run_job(cluster, tmp_path / "cli", study, [str(CLIPSTUDY), "run", "study.yaml"], {})
+    script = run_job(cluster, tmp_path / "script", study, [sys.executable, "study.py"], {"study.py": SCRIPT})
+
+    nodes = {n["node_id"]: n for n in cluster.alive_nodes()}
+    assert len(nodes) == 2, nodes
+    for job in (cli, script):
+        check_record(job, expected_trials, nodes)
+    assert set(cli.trial_nodes.values()) == set(nodes), (
+        f"the command's trials did not run on both nodes:\n{cli.placement}job log (end):\n{cli.logs[-6000:]}"
     )
-    print(f"trial placement:\n{placement}")
+    assert "tags.clipstudy.method" in script.logs, script.logs[-6000:]  # the best trials the script printed
+
+    # The same study, run the same: the seeded sampler proposed the same learning rates in both jobs.
+    statuses = f"tags.{tracking.STATUS}"
+    assert sorted(cli.trials[statuses]) == sorted(script.trials[statuses])
+    assert set(cli.trials["params.train.lr"]) == set(script.trials["params.train.lr"]), (
+        cli.trials["params.train.lr"],
+        script.trials["params.train.lr"],
+    )
+    assert cli.trials["params.train.lr"].nunique() == expected_trials
+    without_storage = [{**job.attached_study, "storage": None} for job in (cli, script)]
+    assert without_storage[0] == without_storage[1]
+    assert cli.attached_study["name"] == study["name"]
+    print(f"command trials:\n{cli.placement}\nscript trials:\n{script.placement}")
