@@ -313,15 +313,21 @@ class Trainer:
         return self.objective.total(ce, terms)
 
     def _average_gradients(self, params: list[torch.nn.Parameter]) -> None:
-        """Data parallelism: every rank steps with the mean gradient over all ranks' batches."""
-        grads = [p.grad for p in params if p.grad is not None]
-        flat = torch.cat([g.reshape(-1) for g in grads])
+        """Data parallelism: every rank steps with the mean gradient over all ranks' batches.
+
+        One flat all-reduce per step rather than torch's DistributedDataParallel: methods call the model
+        through several entry points per step (image and text towers, a frozen teacher), and DDP only
+        syncs what goes through its own `forward`. A parameter without a gradient on this rank adds zeros,
+        so every rank reduces the same shapes even when one rank's batch left a parameter unused.
+        """
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
         dist.all_reduce(flat)
         flat /= self.world_size
         offset = 0
-        for grad in grads:
-            grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
-            offset += grad.numel()
+        for param in params:
+            if param.grad is not None:
+                param.grad.copy_(flat[offset : offset + param.numel()].view_as(param.grad))
+            offset += param.numel()
 
     def _check_finite(self, loss_sum: torch.Tensor, epoch: int, step: int) -> None:
         if not torch.isfinite(loss_sum):
