@@ -53,6 +53,15 @@ class Resources(Strict):
             raise ValueError(f"more than one GPU per worker must be a whole number, got {gpus}")
         return gpus
 
+    @model_validator(mode="after")
+    def _one_gpu_per_rank(self) -> Resources:
+        if self.workers > 1 and 0 < self.gpus < 1:
+            raise ValueError(
+                f"workers: {self.workers} with gpus: {self.gpus:g}: the workers of one trial cannot share a GPU "
+                "(NCCL needs a GPU per rank); give each worker gpus: 1, or use workers: 1 to share GPUs between trials"
+            )
+        return self
+
 
 class Arm(Strict):
     name: str = Field(min_length=1)

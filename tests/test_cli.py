@@ -104,3 +104,25 @@ def test_run_without_a_cluster_says_how_to_get_one(tmp_path, monkeypatch):
     result = runner.invoke(app, ["run", QUICKSTART])
     assert result.exit_code == 2
     assert "--local" in result.output and "RAY_ADDRESS" in result.output
+
+
+def test_validate_checks_resources_against_a_cluster_launcher_config(tmp_path):
+    cluster = str(Path(QUICKSTART).parents[1] / "cluster.yaml")
+    shipped = Path(QUICKSTART).parent
+    result = runner.invoke(app, ["validate", str(shipped), "--cluster", cluster])
+    assert result.exit_code == 0, result.output  # every shipped study fits the shipped cluster
+    assert result.output.count(f"fits {cluster})") == len(list(shipped.glob("*.yaml")))
+    big = tmp_path / "big.yaml"
+    big.write_text("name: big\nresources: {cpus: 1, gpus: 2}\narms:\n  - {name: a, method: zero_shot}\n")
+    result = runner.invoke(app, ["validate", str(big), QUICKSTART, "--cluster", cluster])
+    assert result.exit_code == 2
+    assert (
+        f"invalid: {big}: resources: a worker needs 1 CPU and 2 GPU, but the largest node of the cluster of "
+        f"{cluster} (node type gpu_a10g) has 4 CPU and 1 GPU; lower the per-worker request"
+    ) in result.output
+    assert f"ok: {QUICKSTART}" in result.output
+    broken = tmp_path / "cluster.yaml"
+    broken.write_text("max_workers: 2\nhead_node_type: head\navailable_node_types: {head: {resources: {CPU: 4}}}\n")
+    result = runner.invoke(app, ["validate", QUICKSTART, "--cluster", str(broken)])
+    assert result.exit_code == 2
+    assert f"{broken}: available_node_types.head.resources.GPU: missing" in result.output

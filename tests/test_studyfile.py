@@ -88,6 +88,9 @@ def test_settings_are_checked(tmp_path):
         load_study(write(tmp_path, {"name": "x", "arms": arms, "metric": "val/loss", "mode": "max"}))
     with pytest.raises(ConfigError, match="whole number"):
         load_study(write(tmp_path, {"name": "x", "arms": arms, "resources": {"gpus": 1.5}}))
+    shared = {"name": "x", "arms": [{**arms[0], "resources": {"gpus": 0.5, "workers": 2}}]}
+    with pytest.raises(ConfigError, match=r"arms\.0\.resources: .*cannot share a GPU \(NCCL needs a GPU per rank\)"):
+        load_study(write(tmp_path, shared))
     with pytest.raises(ConfigError, match="grid search needs"):
         load_study(
             write(
