@@ -156,21 +156,36 @@ def train(
 
 
 @app.command()
-def validate(paths: Annotated[list[Path], typer.Argument(help="Study files or folders of them.")]) -> None:
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Study files or folders of them.")],
+    cluster: Annotated[
+        Path | None, typer.Option(help="A Ray cluster launcher config: also check resources against its node types.")
+    ] = None,
+) -> None:
     """Check study files without running anything (every problem, by file and field path)."""
+    from clipstudy.feasibility import check, load_launcher_cluster
     from clipstudy.studyfile import load_study
 
+    try:
+        nodes = load_launcher_cluster(cluster) if cluster else None
+    except ClipstudyError as error:
+        errors.print(f"[bold red]invalid:[/] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(USAGE_ERROR) from None
     files = [f for p in paths for f in (sorted(p.glob("*.yaml")) if p.is_dir() else [p])]
     failed = 0
     for file in files:
         try:
             study = load_study(file)
+            if nodes:
+                check(study, study.arms, nodes, where=f"{file}: ")
         except ClipstudyError as error:
             failed += 1
-            errors.print(f"[bold red]invalid:[/] {error}", highlight=False)
+            errors.print(f"[bold red]invalid:[/] {error}", highlight=False, soft_wrap=True)
             continue
         trials = sum(arm.trials for arm in study.arms)
-        console.print(f"ok: {file} ({study.name}: {len(study.arms)} arms, {trials} trials)", highlight=False)
+        fits = f"; fits {cluster}" if nodes else ""
+        line = f"ok: {file} ({study.name}: {len(study.arms)} arms, {trials} trials{fits})"
+        console.print(line, highlight=False, soft_wrap=True)
     if failed or not files:
         if not files:
             errors.print("no study files found")
@@ -185,14 +200,21 @@ def run(
     local: Annotated[bool, typer.Option(help="Start Ray on this machine (its GPU or its CPUs).")] = False,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run of this study.")] = False,
+    cluster: Annotated[
+        Path | None,
+        typer.Option(help="The cluster's launcher config: check resources against its node types (default: ask Ray)."),
+    ] = None,
 ) -> None:
     """Run a study's search on Ray Tune and record it in MLflow."""
     try:
         from clipstudy.study import RunOptions, run_study
     except ImportError as error:
         raise missing_extra("clipstudy run", error) from None
-    options = RunOptions(arms=arm, overrides=set_, local=local, address=address, resume=resume)
+    config = str(cluster) if cluster else None
     try:
+        options = RunOptions(
+            arms=arm, overrides=set_, local=local, address=address, resume=resume, cluster_config=config
+        )
         trials = run_study(study_file, options)
     except ClipstudyError as error:
         raise fail(error) from None
@@ -226,13 +248,14 @@ def report(
     except ClipstudyError as error:
         raise fail(error) from None
     from clipstudy.analysis.report import display_arms
+    from clipstudy.summary import print_table
 
     brief = ["arm", "method", "test acc %", "best val acc %", "trainable params", "compute"]
     shown = display_arms(result.arms)[[*(["study"] if result.arms.study.nunique() > 1 else []), *brief]]
     table = Table(*shown.columns, title="arms side by side (best trial on validation; all columns in the report)")
     for row in shown.itertuples(index=False):
         table.add_row(*row)
-    console.print(table)
+    print_table(console, table)
     for name in ("report.md", "report.html"):
         if (result.folder / name).exists():
             console.print(f"wrote {result.folder / name}", highlight=False)

@@ -23,6 +23,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from clipstudy import tracking
 from clipstudy.errors import ConfigError
+from clipstudy.feasibility import DRIVER_CPUS, holds_driver
+from clipstudy.node_types import check_feasible
 from clipstudy.progress import StudyProgress, say
 from clipstudy.search_space import Dist, grid, sample
 from clipstudy.studyfile import Arm, Resources, Study, load_study
@@ -101,6 +103,13 @@ class RunOptions:
     address: str | None = None
     resume: bool = False
     workdir: str = "."
+    cluster_config: str | None = None
+    """A cluster launcher config (cluster.yaml) to check the study's resources against, instead of what the
+    connected cluster says about its node types."""
+
+    def __post_init__(self) -> None:
+        if self.local and self.cluster_config:
+            raise ConfigError("--cluster describes a cluster to run on, --local runs on this machine: drop one")
 
 
 def searcher(study: Study, arm: Arm, storage_url: str, run_tag: str) -> Any:
@@ -109,6 +118,7 @@ def searcher(study: Study, arm: Arm, storage_url: str, run_tag: str) -> Any:
         return BasicVariantGenerator()
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     fixed = study.fixed_values(arm)
     samplers = {
         "tpe": lambda: optuna.samplers.TPESampler(seed=study.search.seed),
@@ -144,47 +154,12 @@ def scheduler(study: Study, epochs: int) -> Any:
     )
 
 
-DRIVER_CPUS = 0.01
-
-
 def trial_resources(resources: Resources) -> dict[str, float]:
     """In-process trials hold their worker's resources; a worker group's driver only waits on its workers and
     holds a token CPU share (Tune refuses a trial with no resources at all)."""
-    if resources.workers == 1 and resources.in_process:
-        return {"cpu": resources.cpus, "gpu": resources.gpus}
-    return {"cpu": DRIVER_CPUS}
-
-
-def check_feasible(study: Study, arms: list[Arm]) -> None:
-    """Fail before any trial when no node could ever host one worker of an arm.
-
-    Only meaningful where the nodes are all there is (`--local`): an autoscaling cluster starts
-    its GPU workers on demand, so its live nodes say nothing about what it can host.
-    """
-    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    total_cpus, total_gpus = sum(n.get("CPU", 0) for n in nodes), sum(n.get("GPU", 0) for n in nodes)
-    problems = []
-    for arm in arms:
-        need = study.arm_resources(arm)
-        where = f"arms ({arm.name}).resources" if arm.resources else "resources"
-        if not any(n.get("CPU", 0) >= need.cpus and n.get("GPU", 0) >= need.gpus for n in nodes):
-            biggest = max(((n.get("CPU", 0), n.get("GPU", 0)) for n in nodes), default=(0, 0))
-            problems.append(
-                f"{where}: a worker needs {need.cpus:g} CPU and {need.gpus:g} GPU, but the largest node has "
-                f"{biggest[0]:g} CPU and {biggest[1]:g} GPU; lower the request or add a node type that has them"
-            )
-            continue
-        held = trial_resources(need)
-        cpus = need.workers * need.cpus + (0 if "gpu" in held else held["cpu"])
-        if cpus > total_cpus or need.workers * need.gpus > total_gpus:
-            problems.append(
-                f"{where}: a trial needs {cpus:g} CPU ({need.workers} workers x {need.cpus:g} + its driver's "
-                f"{DRIVER_CPUS:g}) and {need.workers * need.gpus:g} GPU at once, but this Ray instance has "
-                f"{total_cpus:g} CPU and {total_gpus:g} GPU; lower workers or the per-worker cpus/gpus "
-                f"(e.g. cpus: {(total_cpus - DRIVER_CPUS) / need.workers:.2f})"
-            )
-    if problems:
-        raise ConfigError("\n".join(problems))
+    if holds_driver(resources):
+        return {"cpu": DRIVER_CPUS}
+    return {"cpu": resources.cpus, "gpu": resources.gpus}
 
 
 def local_defaults(study: Study) -> Study:
@@ -197,9 +172,22 @@ def local_defaults(study: Study) -> Study:
     return study.model_copy(update={"resources": Resources(cpus=cpus, gpus=1)})
 
 
-def connect(options: RunOptions) -> None:
+QUIET_RAY_ENV = {
+    "RAY_AIR_NEW_OUTPUT": "0",  # Tune's legacy reporter, which verbose=0 silences (the new one still prints tables)
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # snapshots per epoch are wanted (resume)
+}
+
+
+def quiet_ray() -> None:
+    """clipstudy prints its own progress (`StudyProgress`): silence Tune's tables and advice in this driver."""
+    for name, value in QUIET_RAY_ENV.items():
+        os.environ.setdefault(name, value)
+
+
+def connect(options: RunOptions) -> bool:
+    """Start (--local) or join Ray unless this process already has; True when it was started or joined here."""
     if ray.is_initialized():
-        return
+        return False
     if options.local:
         ray.init(include_dashboard=False, configure_logging=False)
     else:
@@ -207,14 +195,26 @@ def connect(options: RunOptions) -> None:
         if not address:
             raise ConfigError("no Ray cluster given: pass --local, --address ADDR, or set RAY_ADDRESS")
         ray.init(address=address, configure_logging=False)
+    return True
 
 
-def restored_trial_ids(path: str) -> set[str]:
-    """The trials in an interrupted experiment's last snapshot (none if it stopped before the first one)."""
+def restored_trial_outcomes(path: str) -> dict[str, str | None]:
+    """The trials in an interrupted experiment's last snapshot, each with the outcome Tune recorded
+    (`pruned`, `failed`, `completed`) or None when it is unfinished and will continue (none at all if the
+    experiment stopped before its first snapshot)."""
     try:
-        return set(tune.ExperimentAnalysis(path).results)
+        trials = tune.ExperimentAnalysis(path).trials
     except ValueError:
-        return set()
+        return {}
+    outcomes: dict[str, str | None] = {}
+    for trial in trials:
+        if trial.status == "ERROR":
+            outcomes[trial.trial_id] = "failed"
+        elif trial.status == "TERMINATED":
+            outcomes[trial.trial_id] = "pruned" if was_pruned(trial.last_result) else "completed"
+        else:
+            outcomes[trial.trial_id] = None
+    return outcomes
 
 
 def run_arm(study: Study, arm: Arm, spec: ArmSpec, storage_url: str, run_tag: str, resume: bool) -> None:
@@ -224,10 +224,10 @@ def run_arm(study: Study, arm: Arm, spec: ArmSpec, storage_url: str, run_tag: st
     path = f"{spec.storage_path.rstrip('/')}/{experiment}"
     restored = resume and tune.Tuner.can_restore(path)
     if resume:  # before any trial of the arm runs: runs still open now were left by the stopped driver
-        known = restored_trial_ids(path) if restored else set()
+        known = restored_trial_outcomes(path) if restored else {}
         closed = tracking.close_interrupted_trials(spec.tracking_uri, spec.parent_run_id, arm.name, known)
         if closed:
-            say(f"{arm.name}: closed {len(closed)} trial run(s) of trials the stopped study never checkpointed")
+            say(f"{arm.name}: closed {len(closed)} trial run(s) the stopped study left open")
     if restored:
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False)
     else:
@@ -280,9 +280,9 @@ def run_study(study: str | Path | Study, options: RunOptions | None = None) -> p
         study.arm_config(arm, overrides=overrides, where=f"{study_file}: ")
     uri = tracking.resolve_tracking_uri(study.tracking_uri, workdir)
     tracking.check_reachable(uri)
-    connect(options)
-    if options.local:
-        check_feasible(study, arms)
+    quiet_ray()
+    started = connect(options)
+    check_feasible(study, arms, options.local, options.cluster_config, where=f"{study_file}: ")
     parent = tracking.start_study_run(uri, study.name, study_file, resume=options.resume)
     storage_path = study.storage or str(workdir / "runs")
     storage_url = f"sqlite:///{workdir / OPTUNA_DB}"
@@ -296,6 +296,8 @@ def run_study(study: str | Path | Study, options: RunOptions | None = None) -> p
         status = "FINISHED"
     finally:
         tracking.finish_study_run(uri, parent, status)
+        if started:  # stop the trials' idle actors now, not at interpreter exit (tracebacks on SIGTERM)
+            ray.shutdown()
     trials = tracking.trial_runs(uri, study.name)
     trials.attrs["tracking_uri"] = uri
     return trials

@@ -34,6 +34,17 @@ def status_counts(trials: pd.DataFrame) -> pd.DataFrame:
     return counts.reindex(columns=list(STATUSES), fill_value=0)
 
 
+def print_table(console: Console, table: Table) -> None:
+    """Print whole: a console that is not a terminal (a log, CI, `ray job logs`) would cut it to 80 columns."""
+    width = console.width
+    if not console.is_terminal:
+        console.width = max(width, console.measure(table, options=console.options.update_width(1000)).maximum)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
 def print_summary(
     console: Console, trials: pd.DataFrame, tracking_uri: str | None = None, study_ref: str | None = None
 ) -> None:
@@ -62,7 +73,7 @@ def print_summary(
                 f"{int(row.get('metrics.trainable_params', 0)):,}",
             ]
         table.add_row(arm, *cells, *(str(int(counts.loc[arm, s])) for s in STATUSES))
-    console.print(table)
+    print_table(console, table)
     if tracking_uri:
         console.print(f"results: {tracking_uri}", highlight=False, soft_wrap=True)
     if study_ref:

@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ARM",
+    "GPU_IDS",
     "METHOD",
     "REASON",
     "ROLE",
@@ -42,7 +43,9 @@ __all__ = [
     "close_interrupted_trials",
     "finish_study_run",
     "log_epoch",
+    "log_gpu_ids",
     "log_result",
+    "log_text",
     "mark_failed_if_running",
     "provenance_tags",
     "resolve_tracking_uri",
@@ -60,10 +63,14 @@ STATUS = "clipstudy.status"
 REASON = "clipstudy.failure_reason"
 RESOURCES = "clipstudy.resources"
 """Prefix of the per-trial resource tags (`.cpus`, `.gpus`, `.workers`): what compute-hours are counted in."""
+GPU_IDS = f"{RESOURCES}.gpu_ids"
+"""The GPUs Ray assigned to a trial, as its node numbers them: per worker in rank order, `;` between workers
+and `,` within one (e.g. `0` for a trial alone on GPU 0, `0;0` for two workers sharing it)."""
 PARENT = "mlflow.parentRunId"
 
 FINAL_STATUSES = {"completed": "FINISHED", "pruned": "FINISHED", "failed": "FAILED"}
 INTERRUPTED = "interrupted: the study driver stopped before this trial was checkpointed; resumed as a new trial"
+TUNE_ENDED = "trial errored, or ended without recording its result, before the study driver stopped (see the Ray logs)"
 VERSIONED_PACKAGES = ("torch", "open_clip_torch", "peft", "ray", "optuna", "mlflow", "clipstudy")
 STUDY_ARTIFACT_DIR = "study"
 DB_FILENAME = "mlflow.db"
@@ -425,6 +432,17 @@ def log_folder(uri: str, run_id: str, folder: str | Path, artifact_path: str) ->
     _retry(lambda: _client(uri).log_artifacts(run_id, str(folder), artifact_path=artifact_path))
 
 
+def log_text(uri: str, run_id: str, text: str, artifact_file: str) -> None:
+    _retry(lambda: _client(uri).log_text(run_id, text, artifact_file))
+
+
+def log_gpu_ids(uri: str, run_id: str, per_worker: list[list[str]]) -> None:
+    """Tag the GPU ids each worker of a trial was given (`GPU_IDS`); nothing for trials without GPUs."""
+    if any(per_worker):
+        value = ";".join(",".join(ids) for ids in per_worker)
+        _retry(lambda: _client(uri).set_tag(run_id, GPU_IDS, value))
+
+
 def set_status(uri: str, run_id: str, status: str, reason: str | None = None) -> None:
     """Tag the trial's outcome (completed/pruned/failed, and why) and terminate its MLflow run."""
     if status not in FINAL_STATUSES:
@@ -454,13 +472,16 @@ def mark_failed_if_running(uri: str, run_id: str, reason: str) -> bool:
     return True
 
 
-def close_interrupted_trials(uri: str, parent_run_id: str, arm: str, known: Collection[str]) -> list[str]:
+def close_interrupted_trials(uri: str, parent_run_id: str, arm: str, known: Mapping[str, str | None]) -> list[str]:
     """Close the arm's trial runs left open by a stopped driver that no trial will continue; return their ids.
 
-    Call on resume, before the arm's trials run: nothing writes to them then. A run still RUNNING whose
-    trial is not in `known` (the trial ids in the restored Tune experiment) belongs to a trial Tune will
-    never run again (its driver stopped before it checkpointed that trial; it proposes a new one instead):
-    it is marked failed with `INTERRUPTED` as the reason. One that had recorded its outcome keeps it.
+    Call on resume, before the arm's trials run: nothing writes to them then. `known` maps the trial ids
+    of the restored Tune experiment to the outcome Tune recorded for them (`pruned`, `failed`), or to
+    None for trials Tune will continue. A run still RUNNING:
+    - that had recorded its outcome keeps it (the driver stopped between recording it and ending the run);
+    - whose trial Tune had finished gets Tune's outcome (the driver stopped before its callback recorded it);
+    - whose trial Tune does not know belongs to a trial Tune will never run again (its driver stopped
+      before it checkpointed that trial; it proposes a new one instead): failed, with `INTERRUPTED`.
     """
     client = _client(uri)
     experiment_id = _retry(lambda: client.get_run(parent_run_id)).info.experiment_id
@@ -468,11 +489,16 @@ def close_interrupted_trials(uri: str, parent_run_id: str, arm: str, known: Coll
     closed = []
     for run in _search_all(client, experiment_id, query):
         tags = run.data.tags
-        if tags.get(ROLE) != "trial" or tags.get(ARM) != arm or tags.get(TRIAL_ID) in known:
+        trial = tags.get(TRIAL_ID)
+        if tags.get(ROLE) != "trial" or tags.get(ARM) != arm or (trial in known and known[trial] is None):
             continue
         outcome = tags.get(STATUS, "running")
-        if outcome in FINAL_STATUSES:  # stopped between recording its outcome and ending its run
+        if outcome in FINAL_STATUSES:
             _retry(lambda run=run, outcome=outcome: client.set_terminated(run.info.run_id, FINAL_STATUSES[outcome]))
+        elif trial in known and known[trial] == "pruned":
+            set_status(uri, run.info.run_id, "pruned")
+        elif trial in known:
+            set_status(uri, run.info.run_id, "failed", TUNE_ENDED)
         else:
             set_status(uri, run.info.run_id, "failed", INTERRUPTED)
         closed.append(run.info.run_id)

@@ -14,6 +14,9 @@ Multi-worker trials use a worker group, `TuneReportCallback` and Ray Train's Fai
 
 from __future__ import annotations
 
+import logging
+import re
+import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
 
 RUN_ID = "mlflow_run_id"
 PLANNED = "epochs_planned"
+FAILURE_FILE = "failure.txt"
+"""Artifact of a failed trial: the whole error, traceback included (the reason tag has one line of it)."""
 
 
 def was_pruned(result: dict[str, Any] | None) -> bool:
@@ -56,8 +61,22 @@ class ArmSpec:
         return self.resources.workers == 1 and self.resources.in_process
 
 
+QUIET_LOGGERS = (
+    "ray.train.v2.api.config",  # "Running in local mode" for every in-process trial
+    "ray.train.v2._internal.execution.storage",  # "Checkpoint successfully created" every epoch
+    "ray.train._internal.storage",
+)
+
+
+def quiet_ray_logs() -> None:
+    """Keep Ray Train's per-trial and per-epoch INFO lines out of the study's console (warnings still show)."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def trial_driver(params: dict[str, Any], spec: ArmSpec) -> None:
     """The Tune trainable of one trial: `params` are the values the searcher sampled."""
+    quiet_ray_logs()
     study, arm = spec.study, spec.study.arm(spec.arm)
     cfg = study.arm_config(arm, overrides=spec.overrides, params=params)
     trial_id = ray.tune.get_context().get_trial_id()
@@ -78,6 +97,7 @@ def trial_driver(params: dict[str, Any], spec: ArmSpec) -> None:
     try:
         make_trainer(spec, loop_config, trial_id).fit()
     except Exception as error:
+        tracking.log_text(spec.tracking_uri, run_id, error_text(error), FAILURE_FILE)
         tracking.set_status(spec.tracking_uri, run_id, "failed", failure_reason(error))
         raise
 
@@ -112,12 +132,24 @@ def make_trainer(spec: ArmSpec, loop_config: dict[str, Any], trial_id: str) -> T
     )
 
 
+ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def failure_reason(error: BaseException) -> str:
-    """The innermost clipstudy reason when there is one (e.g. a non-finite loss), else the error."""
+    """One line for the failure-reason tag: the innermost clipstudy reason when there is one (e.g. a
+    non-finite loss), else the last line of the error, which is where a traceback says what went wrong
+    (Ray Train hands a worker's failure to the driver as the text of its traceback)."""
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, TrialFailed):
             return seen.reason
         seen = seen.__cause__ or seen.__context__
-    text = str(error)
-    return text if len(text) < 2000 else text[-2000:]
+    lines = [line.strip() for line in error_text(error).splitlines() if line.strip()]
+    last = lines[-1] if lines else type(error).__name__
+    return last.removeprefix(f"{TrialFailed.__module__}.{TrialFailed.__name__}: ")[:2000]
+
+
+def error_text(error: BaseException) -> str:
+    """The error with its traceback, without terminal colour codes: what `failure.txt` records."""
+    text = "".join(traceback.format_exception(error))
+    return ANSI_CODES.sub("", text)

@@ -13,11 +13,13 @@ from typing import Any
 
 import ray.train
 import ray.tune
-from ray.train import Checkpoint
+import torch
+import torch.distributed as dist
 
 from clipstudy import tracking
 from clipstudy.config import TrialConfig
 from clipstudy.engine import Callback, Trainer
+from clipstudy.errors import TrialFailed
 from clipstudy.trial import PLANNED, RUN_ID
 
 CHECKPOINT_FILE = "trial.pt"
@@ -52,15 +54,49 @@ class Reporter(Callback):
             checkpoint = None
             if self.rank == 0:
                 trainer.save_checkpoint(Path(directory) / CHECKPOINT_FILE)
-                checkpoint = Checkpoint.from_directory(directory)
+                kind = ray.tune.Checkpoint if self.in_process else ray.train.Checkpoint  # whom it is reported to
+                checkpoint = kind.from_directory(directory)
             if self.in_process:
                 ray.tune.report(report, checkpoint=checkpoint)
             else:
                 ray.train.report(report, checkpoint=checkpoint)
 
 
-def latest_checkpoint(in_process: bool) -> Checkpoint | None:
+def latest_checkpoint(in_process: bool) -> ray.train.Checkpoint | None:
     return ray.tune.get_checkpoint() if in_process else ray.train.get_checkpoint()
+
+
+def assigned_gpus() -> list[str]:
+    """The GPU ids Ray gave this worker, as its node numbers them (none outside Ray)."""
+    if not ray.is_initialized():
+        return []
+    ids = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
+    return sorted(ids, key=lambda gpu: (len(gpu), gpu))
+
+
+def every_worker(values: list[str]) -> list[list[str]]:
+    """`values` of every worker of the trial in rank order: a collective, so every worker must call it."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [values]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, values)
+    return gathered
+
+
+def check_gpus_usable(cfg: TrialConfig, gpus: list[str]) -> None:
+    """Fail a trial given GPUs that torch cannot see, rather than train on CPU while holding them.
+
+    Ray gives out only the GPUs a node declared, and torch sees those wherever the driver and a CUDA build
+    of torch work; a trial silently on CPU would be slow and counted in GPU-hours. `train.device: cpu`
+    trains on CPU on purpose (the tests' declared GPUs do that).
+    """
+    if gpus and cfg.train.device == "auto" and not torch.cuda.is_available():
+        build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise TrialFailed(
+            f"Ray gave this trial GPU {','.join(gpus)}, but torch {torch.__version__} ({build}) sees no CUDA "
+            "device on its node; fix the node's NVIDIA driver or torch install, or set resources.gpus: 0 to "
+            "train on CPU"
+        )
 
 
 def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
@@ -68,6 +104,11 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     cfg = TrialConfig.model_validate(loop_config["config"])
     in_process = loop_config["in_process"]
     rank = 0 if in_process else ray.train.get_context().get_world_rank()
+    gpus = assigned_gpus()
+    per_worker = every_worker(gpus)
+    if rank == 0:
+        tracking.log_gpu_ids(loop_config["tracking_uri"], loop_config["run_id"], per_worker)
+    check_gpus_usable(cfg, gpus)
     reporter = Reporter(loop_config["tracking_uri"], loop_config["run_id"], in_process, rank)
     checkpoint = latest_checkpoint(in_process)
     if checkpoint is None:

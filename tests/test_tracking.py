@@ -196,7 +196,8 @@ def test_close_interrupted_trials_closes_only_the_arms_orphans(uri, client, tiny
     config = tiny_config("lora")
     parent = tracking.start_study_run(uri, "demo", None, resume=False)
     runs = {tid: tracking.trial_run(uri, "demo", parent, "lora", "lora", tid, config) for tid in ("done", "resumed")}
-    runs |= {tid: tracking.trial_run(uri, "demo", parent, "lora", "lora", tid, config) for tid in ("orphan", "pruned")}
+    more = ("orphan", "pruned", "tune_pruned", "tune_errored")
+    runs |= {tid: tracking.trial_run(uri, "demo", parent, "lora", "lora", tid, config) for tid in more}
     runs["other_arm"] = tracking.trial_run(uri, "demo", parent, "probe", "linear_probe", "x", config)
     tracking.log_epoch(uri, runs["done"], {"val/acc": 0.75}, 3)
     tracking.set_status(uri, runs["done"], "completed")
@@ -208,9 +209,12 @@ def test_close_interrupted_trials_closes_only_the_arms_orphans(uri, client, tiny
     resumed_parent = tracking.start_study_run(uri, "demo", None, resume=True)
     assert resumed_parent == other_parent
 
-    closed = tracking.close_interrupted_trials(uri, parent, "lora", {"done", "resumed"})
+    # Tune's snapshot: "done" finished, "resumed" continues, and the driver died before its callbacks recorded
+    # that Tune had stopped "tune_pruned" (ASHA) and seen "tune_errored" fail
+    known = {"done": "completed", "resumed": None, "tune_pruned": "pruned", "tune_errored": "failed"}
+    closed = tracking.close_interrupted_trials(uri, parent, "lora", known)
 
-    assert sorted(closed) == sorted([runs["orphan"], runs["pruned"]])
+    assert sorted(closed) == sorted(runs[tid] for tid in ("orphan", "pruned", "tune_pruned", "tune_errored"))
     state = {tid: client.get_run(run_id) for tid, run_id in runs.items()}
     orphan = state["orphan"]
     assert (orphan.info.status, orphan.data.tags[STATUS]) == ("FAILED", "failed")
@@ -219,11 +223,15 @@ def test_close_interrupted_trials_closes_only_the_arms_orphans(uri, client, tiny
     assert orphan.data.metrics == {"val/acc": 0.5}  # what it had logged stays
     assert (state["pruned"].info.status, state["pruned"].data.tags[STATUS]) == ("FINISHED", "pruned")
     assert REASON not in state["pruned"].data.tags
+    assert (state["tune_pruned"].info.status, state["tune_pruned"].data.tags[STATUS]) == ("FINISHED", "pruned")
+    errored = state["tune_errored"]
+    assert (errored.info.status, errored.data.tags[STATUS]) == ("FAILED", "failed")
+    assert errored.data.tags[REASON] == tracking.TUNE_ENDED
     assert (state["done"].info.status, state["done"].data.tags[STATUS]) == ("FINISHED", "completed")
     assert state["done"].data.metrics == {"val/acc": 0.75}
     for untouched in (state["resumed"], state["other_arm"], client.get_run(elsewhere)):
         assert (untouched.info.status, untouched.data.tags[STATUS]) == ("RUNNING", "running")
-    assert tracking.close_interrupted_trials(uri, parent, "lora", {"done", "resumed"}) == []
+    assert tracking.close_interrupted_trials(uri, parent, "lora", known) == []
 
 
 def test_set_status_rejects_unknown_statuses(uri, tiny_config):
@@ -240,6 +248,16 @@ def test_log_epoch_skips_epoch_and_non_numeric_values(uri, client):
     metrics = client.get_run(parent).data.metrics
     assert metrics == {"train/loss": 0.5, "lr": 1e-3}
     assert [m.step for m in client.get_metric_history(parent, "train/loss")] == [3]
+
+
+@pytest.mark.parametrize(
+    ("per_worker", "tag"),
+    [([["0"]], "0"), ([["0"], ["0"]], "0;0"), ([["2", "3"], ["0", "1"]], "2,3;0,1"), ([[]], None)],
+)
+def test_log_gpu_ids_tags_each_workers_gpus_in_rank_order(uri, client, per_worker, tag):
+    run_id = tracking.start_study_run(uri, "demo", None, resume=False)
+    tracking.log_gpu_ids(uri, run_id, per_worker)
+    assert client.get_run(run_id).data.tags.get(tracking.GPU_IDS) == tag
 
 
 def test_resolve_tracking_uri_precedence(monkeypatch, tmp_path):

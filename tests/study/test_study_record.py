@@ -1,6 +1,7 @@
 """The MLflow and Optuna record of a finished study (contract in DESIGN.md)."""
 
 import math
+from pathlib import Path
 
 import mlflow
 import optuna
@@ -93,6 +94,9 @@ def test_diverging_trial_is_failed_with_its_reason_and_the_study_goes_on(finishe
     assert failed[0].data.tags["clipstudy.status"] == "failed"
     assert "non-finite training loss" in failed[0].data.tags["clipstudy.failure_reason"]
     assert failed[0].info.status == "FAILED"
+    details = client_for(workdir).download_artifacts(failed[0].info.run_id, "failure.txt", str(workdir))
+    text = Path(details).read_text()
+    assert text.startswith("Traceback") and "TrialFailed: non-finite training loss" in text
     assert set(trials["tags.clipstudy.arm"]) == {"zero_shot", "lora", "diverges"}
 
 
@@ -114,6 +118,8 @@ def test_live_progress_names_each_trials_outcome_and_the_arms_best(finished_stud
     workdir, _, trials = finished_study
     printed = (workdir / PROGRESS_LOG).read_text().splitlines()
     assert not [line for line in printed if line.startswith("Trial status:")], "Ray's own status table is off"
+    ray_chatter = ("Configuration for experiment", "View detailed results here", "tensorboard --logdir")
+    assert not [line for line in printed if any(text in line for text in ray_chatter)], "Tune's start table is off"
     lora = trials[trials["tags.clipstudy.arm"] == "lora"]
     for _, trial in trials.iterrows():
         arm, trial_id, status = (trial[f"tags.clipstudy.{key}"] for key in ("arm", "trial_id", "status"))
