@@ -20,7 +20,7 @@ from clipstudy import tracking
 from clipstudy.config import TrialConfig
 from clipstudy.engine import Callback, Trainer
 from clipstudy.errors import TrialFailed
-from clipstudy.trial import PLANNED, RUN_ID
+from clipstudy.trial import PLANNED, RUN_ID, quiet_ray_logs
 
 CHECKPOINT_FILE = "trial.pt"
 
@@ -101,6 +101,7 @@ def check_gpus_usable(cfg: TrialConfig, gpus: list[str]) -> None:
 
 def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     """Run the engine for one trial on one worker (also callable without Ray for debugging)."""
+    quiet_ray_logs()  # a worker group's workers are processes of their own
     cfg = TrialConfig.model_validate(loop_config["config"])
     in_process = loop_config["in_process"]
     rank = 0 if in_process else ray.train.get_context().get_world_rank()

@@ -81,10 +81,11 @@ def test_the_driver_share_counts_unless_the_one_worker_runs_in_its_process():
 
 
 def test_fractions_of_a_node_add_up_exactly():
-    machine = Cluster("m", fixed=(NodeType("n", 1, 1),))
-    assert resources_problem(Resources(cpus=0.33, gpus=0.25, workers=3), machine) is None  # 3 x 0.33 + 0.01 = 1 CPU
-    assert resources_problem(Resources(cpus=0.1, gpus=0.25, workers=4), machine) is None
-    assert "at most 4 of them fit" in resources_problem(Resources(cpus=0.1, gpus=0.25, workers=5), machine)
+    machine = Cluster("m", fixed=(NodeType("n", 1, 4),))
+    assert resources_problem(Resources(cpus=0.33, workers=3), machine) is None  # 3 x 0.33 + 0.01 = 1 CPU
+    assert resources_problem(Resources(cpus=0.33, gpus=1, workers=3), machine) is None
+    assert resources_problem(Resources(cpus=0.1, gpus=1, workers=4), machine) is None
+    assert "at most 4 of them fit" in resources_problem(Resources(cpus=0.1, gpus=1, workers=5), machine)
 
 
 def test_unbounded_node_types_and_resource_caps():
