@@ -7,6 +7,7 @@ hopeless trials after any epoch. A study interrupted anywhere continues with `re
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -219,7 +220,6 @@ def restored_trial_outcomes(path: str) -> dict[str, str | None]:
 
 def run_arm(study: Study, arm: Arm, spec: ArmSpec, storage_url: str, run_tag: str, resume: bool) -> None:
     epochs = study.arm_config(arm, overrides=spec.overrides).train.epochs
-    trainable = tune.with_resources(tune.with_parameters(trial_driver, spec=spec), trial_resources(spec.resources))
     experiment = f"{study.name}.{arm.name}"
     path = f"{spec.storage_path.rstrip('/')}/{experiment}"
     restored = resume and tune.Tuner.can_restore(path)
@@ -228,6 +228,9 @@ def run_arm(study: Study, arm: Arm, spec: ArmSpec, storage_url: str, run_tag: st
         closed = tracking.close_interrupted_trials(spec.tracking_uri, spec.parent_run_id, arm.name, known)
         if closed:
             say(f"{arm.name}: closed {len(closed)} trial run(s) the stopped study left open")
+        unclaimed = tracking.unclaimed_completed_runs(spec.tracking_uri, spec.parent_run_id, arm.name, known)
+        spec = dataclasses.replace(spec, unclaimed=tuple(unclaimed))
+    trainable = tune.with_resources(tune.with_parameters(trial_driver, spec=spec), trial_resources(spec.resources))
     if restored:
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False)
     else:

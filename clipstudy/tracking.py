@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,6 +39,7 @@ __all__ = [
     "ROLE",
     "STATUS",
     "TRIAL_ID",
+    "adopt_completed_run",
     "check_reachable",
     "close_interrupted_trials",
     "finish_study_run",
@@ -53,6 +54,7 @@ __all__ = [
     "start_study_run",
     "trial_run",
     "trial_runs",
+    "unclaimed_completed_runs",
 ]
 
 ROLE = "clipstudy.role"
@@ -67,6 +69,8 @@ GPU_IDS = f"{RESOURCES}.gpu_ids"
 """The GPUs Ray assigned to a trial, as its node numbers them: per worker in rank order, `;` between workers
 and `,` within one (e.g. `0` for a trial alone on GPU 0, `0;0` for two workers sharing it)."""
 PARENT = "mlflow.parentRunId"
+ADOPTED = "clipstudy.adopted_from"
+"""On a trial run taken over on resume by a new Tune trial with the same config: the trial id it had."""
 
 FINAL_STATUSES = {"completed": "FINISHED", "pruned": "FINISHED", "failed": "FAILED"}
 INTERRUPTED = "interrupted: the study driver stopped before this trial was checkpointed; resumed as a new trial"
@@ -605,5 +609,37 @@ def completed_trial(uri: str, study_name: str, parent_run_id: str, trial_id: str
     run = _find_trial_run(client, _experiment_id(client, uri, study_name, create=True), parent_run_id, trial_id)
     if run is None or run.data.tags.get(STATUS) != "completed":
         return None
+    return _recorded_result(client, run)
+
+
+def _recorded_result(client: mlflow.MlflowClient, run: Any) -> dict[str, float]:
     history = _retry(lambda: client.get_metric_history(run.info.run_id, "val/acc"))
     return {**run.data.metrics, "epoch": max((m.step for m in history), default=0)}
+
+
+def unclaimed_completed_runs(uri: str, parent_run_id: str, arm: str, known: Collection[str]) -> list[str]:
+    """The arm's completed trial runs whose trials the restored Tune experiment does not know.
+
+    A trial that started and finished between two snapshots of Tune's experiment state is lost to Tune
+    when the driver stops then: on resume Tune proposes a trial in its place. When that trial has the
+    same config (always, for an arm without a search), it takes the finished run over (`adopt_completed_run`)
+    instead of training again.
+    """
+    client = _client(uri)
+    experiment_id = _retry(lambda: client.get_run(parent_run_id)).info.experiment_id
+    query = f"{_tag_filter(PARENT, parent_run_id)} and {_tag_filter(ARM, arm)} and {_tag_filter(STATUS, 'completed')}"
+    runs = _search_all(client, experiment_id, query)
+    return [run.info.run_id for run in runs if run.data.tags.get(TRIAL_ID) not in known]
+
+
+def adopt_completed_run(uri: str, run_id: str, trial_id: str, config: TrialConfig) -> dict[str, float] | None:
+    """Give the completed run `run_id` to trial `trial_id` if it recorded exactly `config` (and no other trial
+    took it over first); return its recorded result, else None. The run keeps its old trial id in `ADOPTED`."""
+    client = _client(uri)
+    run = _retry(lambda: client.get_run(run_id))
+    params = {key: str(value) for key, value in flatten(config.model_dump(mode="json")).items()}
+    if ADOPTED in run.data.tags or run.data.params != params:
+        return None
+    tags = [RunTag(ADOPTED, run.data.tags.get(TRIAL_ID, "")), RunTag(TRIAL_ID, trial_id)]
+    _retry(lambda: client.log_batch(run_id, tags=tags))
+    return _recorded_result(client, run)

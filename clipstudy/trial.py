@@ -55,6 +55,8 @@ class ArmSpec:
     resources: Resources
     max_failures: int
     overrides: list[str] = field(default_factory=list)
+    unclaimed: tuple[str, ...] = ()
+    """On resume: completed runs of trials Tune lost (`tracking.unclaimed_completed_runs`)."""
 
     @property
     def in_process(self) -> bool:
@@ -81,6 +83,10 @@ def trial_driver(params: dict[str, Any], spec: ArmSpec) -> None:
     cfg = study.arm_config(arm, overrides=spec.overrides, params=params)
     trial_id = ray.tune.get_context().get_trial_id()
     done = tracking.completed_trial(spec.tracking_uri, study.name, spec.parent_run_id, trial_id)
+    for run_id in spec.unclaimed if done is None else ():
+        done = tracking.adopt_completed_run(spec.tracking_uri, run_id, trial_id, cfg)
+        if done is not None:
+            break
     if done is not None:  # finished before an interrupted study recorded it in Tune: keep it as it is
         ray.tune.report({**done, PLANNED: done["epoch"]})
         return

@@ -234,6 +234,32 @@ def test_close_interrupted_trials_closes_only_the_arms_orphans(uri, client, tiny
     assert tracking.close_interrupted_trials(uri, parent, "lora", known) == []
 
 
+def test_a_completed_run_tune_lost_is_adopted_once_by_a_trial_with_its_config(uri, client, tiny_config):
+    config, other = tiny_config("lora"), tiny_config("lora", train__lr=0.5)
+    parent = tracking.start_study_run(uri, "demo", None, resume=False)
+    lost = tracking.trial_run(uri, "demo", parent, "lora", "lora", "lost", config)
+    tracking.log_epoch(uri, lost, {"val/acc": 0.5}, 0)
+    tracking.log_epoch(uri, lost, {"val/acc": 0.75}, 2)
+    tracking.set_status(uri, lost, "completed")
+    known = tracking.trial_run(uri, "demo", parent, "lora", "lora", "known", config)
+    tracking.set_status(uri, known, "completed")
+    pruned = tracking.trial_run(uri, "demo", parent, "lora", "lora", "pruned", config)
+    tracking.set_status(uri, pruned, "pruned")
+
+    assert tracking.unclaimed_completed_runs(uri, parent, "lora", {"known"}) == [lost]
+    assert tracking.unclaimed_completed_runs(uri, parent, "probe", set()) == []
+    assert tracking.adopt_completed_run(uri, lost, "new1", other) is None  # another config: trains anew
+    assert client.get_run(lost).data.tags[TRIAL_ID] == "lost"
+
+    result = tracking.adopt_completed_run(uri, lost, "new2", config)
+
+    assert result == {"val/acc": 0.75, "epoch": 2}
+    tags = client.get_run(lost).data.tags
+    assert (tags[TRIAL_ID], tags[tracking.ADOPTED], tags[STATUS]) == ("new2", "lost", "completed")
+    assert tracking.completed_trial(uri, "demo", parent, "new2") == result
+    assert tracking.adopt_completed_run(uri, lost, "new3", config) is None  # taken already
+
+
 def test_set_status_rejects_unknown_statuses(uri, tiny_config):
     parent = tracking.start_study_run(uri, "demo", None, resume=False)
     run_id = tracking.trial_run(uri, "demo", parent, "arm", "lora", "t1", tiny_config("lora"))

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import shutil
 from dataclasses import dataclass, field
+
+import pytest
 
 from clipstudy import study as study_module
 from clipstudy.trial import PLANNED
+from tests.study.conftest import write_study
 
 
 @dataclass
@@ -45,3 +51,37 @@ def test_outcomes_from_the_snapshot(monkeypatch):
 def test_no_snapshot_means_no_known_trials(monkeypatch):
     monkeypatch.setattr(study_module.tune, "ExperimentAnalysis", NoSnapshot)
     assert study_module.restored_trial_outcomes("runs/x") == {}
+
+
+@pytest.mark.slow
+def test_a_finished_trial_tune_lost_is_taken_over_not_run_again(tmp_path):
+    """The driver stopped before Tune's first snapshot of the arm: Tune proposes the zero-shot trial again,
+    and the new trial takes the recorded run over instead of evaluating (and recording) it twice."""
+    from clipstudy import tracking
+    from clipstudy.study import RunOptions, run_study
+
+    study = {
+        "name": "lost_trial",
+        "base": {
+            "model": {"arch": "clipstudy-tiny", "pretrained": "none"},
+            "data": {"name": "synthetic", "num_classes": 4, "samples_per_class": 12},
+        },
+        "arms": [{"name": "zero_shot", "method": "zero_shot"}],
+    }
+    study_file = write_study(tmp_path, study)
+    options = RunOptions(local=True, workdir=str(tmp_path))
+    first = run_study(study_file, options)
+    shutil.rmtree(tmp_path / "runs" / "lost_trial.zero_shot")  # as if no snapshot had been written
+
+    again = run_study(study_file, dataclasses.replace(options, resume=True))
+
+    assert len(first) == len(again) == 1
+    before, after = first.iloc[0], again.iloc[0]
+    assert after["run_id"] == before["run_id"]
+    assert after[f"tags.{tracking.TRIAL_ID}"] != before[f"tags.{tracking.TRIAL_ID}"]
+    assert after[f"tags.{tracking.ADOPTED}"] == before[f"tags.{tracking.TRIAL_ID}"]
+    assert after["metrics.test/acc"] == before["metrics.test/acc"]
+    assert after[f"tags.{tracking.STATUS}"] == "completed"
+    result_file = next((tmp_path / "runs" / "lost_trial.zero_shot").glob("*/result.json"))
+    reported = json.loads(result_file.read_text().splitlines()[-1])
+    assert reported["val/acc"] == before["metrics.val/acc"]
