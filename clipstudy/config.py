@@ -8,17 +8,27 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from clipstudy.errors import ConfigError, did_you_mean, unknown_name
 
+if TYPE_CHECKING:
+    from clipstudy.registry import Registry
+
 LoraTarget = Literal["q", "k", "v", "o", "fc1", "fc2"]
 Tower = Literal["vision", "text"]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
+
+
+def registered(kind: str, name: str, registry: Registry) -> str:
+    """`name` if the registry has it, else the validation error listing the valid ones (with a did-you-mean)."""
+    if name not in registry:
+        raise ValueError(str(unknown_name(kind, name, registry.names())))
+    return name
 
 
 class Section(BaseModel):
@@ -85,9 +95,7 @@ class DataConfig(Section):
     def _known_dataset(cls, name: str) -> str:
         from clipstudy.data import DATASETS
 
-        if name not in DATASETS:
-            raise ValueError(str(unknown_name("dataset", name, DATASETS.names())))
-        return name
+        return registered("dataset", name, DATASETS)
 
 
 class HeadConfig(Section):
@@ -225,8 +233,7 @@ class EvalConfig(Section):
         if len(set(names)) != len(names):
             raise ValueError(f"entries must be unique, got {names}")
         for name in names:
-            if name not in DATASETS:
-                raise ValueError(str(unknown_name("dataset", name, DATASETS.names())))
+            registered("dataset", name, DATASETS)
         return names
 
 
@@ -309,9 +316,7 @@ class TrialConfig(Section):
     def _known_method(cls, name: str) -> str:
         from clipstudy.methods import METHODS
 
-        if name not in METHODS:
-            raise ValueError(str(unknown_name("method", name, METHODS.names())))
-        return name
+        return registered("method", name, METHODS)
 
     @model_validator(mode="after")
     def _method_loss_defaults(self) -> TrialConfig:
