@@ -7,6 +7,7 @@ MLflow params and search spaces all use them.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -399,44 +400,110 @@ def parse_value(raw: str) -> Any:
     return value
 
 
-def check_keys(flat_keys: list[str], where: str) -> None:
-    """Raise one error listing every key that names no config field (with a did-you-mean)."""
+def key_problems(flat_keys: list[str]) -> dict[str, str]:
+    """Each key that names no config field -> what is wrong with it (with a did-you-mean)."""
     valid = config_keys()
     sections = {k.split(".")[0] for k in valid}
-    problems = []
+    problems = {}
     for key in flat_keys:
         if key in valid or key == "method":
             continue
         if key in sections:
-            problems.append(f"{where}: '{key}' is a section; set one of its fields, e.g. '{key}.*'")
-            continue
-        problems.append(f"{where}: unknown config key '{key}'{did_you_mean(key, valid)}")
+            problems[key] = f"'{key}' is a section; set one of its fields, e.g. '{key}.*'"
+        else:
+            problems[key] = f"unknown config key '{key}'{did_you_mean(key, valid)}"
+    return problems
+
+
+def check_keys(flat_keys: list[str], where: str) -> None:
+    """Raise one error listing every key that names no config field (with a did-you-mean)."""
+    problems = key_problems(flat_keys)
     if problems:
-        raise ConfigError("\n".join(problems))
+        raise ConfigError("\n".join(f"{where}: {message}" for message in problems.values()))
 
 
-def format_validation_error(error: ValidationError, where: str) -> str:
-    lines = []
-    for item in error.errors():
-        path = ".".join(str(p) for p in item["loc"])
-        lines.append(f"{where}: {path or '(root)'}: {item['msg']}")
-    return "\n".join(lines)
+def validation_message(item: Mapping[str, Any]) -> str:
+    """Pydantic's message without its 'Value error, ' prefix (the message is the user's, not Python's)."""
+    return str(item["msg"]).removeprefix("Value error, ")
+
+
+def dotted(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+ConfigLayer = tuple[str, dict[str, Any]]
+"""A config layer and where it comes from (`study.yaml: base`, `--set train.lr=1`), for the errors."""
+
+
+def resolve_config(layers: list[ConfigLayer], where: str) -> TrialConfig:
+    """Defaults <- each layer in turn, validated; raises one error with every problem.
+
+    Each problem names the layer that set the offending key (unknown keys and bad values alike), or
+    `where` for a problem of the whole config (e.g. a method that refuses the model).
+    """
+    problems: list[str] = []
+    tree: dict[str, Any] = {}
+    sources: list[tuple[str, list[str]]] = []
+    for label, layer in layers:
+        try:
+            expanded = expand(layer)
+        except ConfigError as error:
+            problems.append(f"{label}: {error}")
+            continue
+        unknown = key_problems(_leaf_keys(expanded))
+        problems += [f"{label}: {message}" for message in unknown.values()]
+        expanded = _without(expanded, unknown)
+        tree = merge(tree, expanded)
+        sources.append((label, list(flatten(expanded))))
+    try:
+        config = TrialConfig.model_validate(tree)
+    except ValidationError as error:
+        for item in error.errors():
+            path = dotted(item["loc"])
+            label = _source(path, sources) or where
+            problems.append(f"{label}: {path + ': ' if path else ''}{validation_message(item)}")
+    if problems:
+        raise ConfigError("\n".join(dict.fromkeys(problems)))
+    return config
+
+
+def _source(path: str, sources: list[tuple[str, list[str]]]) -> str | None:
+    """The last layer that set `path`, a key inside it, or the section or value that holds it."""
+    if not path:
+        return None
+    for label, keys in reversed(sources):
+        if any(key == path or key.startswith(f"{path}.") or path.startswith(f"{key}.") for key in keys):
+            return label
+    return None
+
+
+def _without(tree: dict[str, Any], keys: Mapping[str, str]) -> dict[str, Any]:
+    """`tree` less the leaf keys (`section.field`, or a top-level name) that name no config field."""
+    out: dict[str, Any] = {}
+    for name, value in tree.items():
+        if isinstance(value, dict):
+            kept = {sub: v for sub, v in value.items() if f"{name}.{sub}" not in keys}
+            if kept or not value:
+                out[name] = kept
+        elif name not in keys:
+            out[name] = value
+    return out
 
 
 def build_config(*layers: dict[str, Any], overrides: list[str] = (), where: str = "config") -> TrialConfig:
     """Defaults <- each layer (nested or dotted dicts) <- `key=value` overrides, validated."""
-    tree: dict[str, Any] = {}
-    for layer in layers:
-        tree = merge(tree, expand(layer))
+    labelled: list[ConfigLayer] = [(where, layer) for layer in layers]
+    labelled += override_layers(overrides)
+    return resolve_config(labelled, where)
+
+
+def override_layers(overrides: list[str]) -> list[ConfigLayer]:
+    """`--set key=value` overrides as config layers, each named by its text."""
+    layers = []
     for text in overrides:
         key, value = parse_override(text)
-        check_keys([key], f"--set {text}")
-        tree = merge(tree, expand({key: value}))
-    check_keys(_leaf_keys(tree), where)
-    try:
-        return TrialConfig.model_validate(tree)
-    except ValidationError as error:
-        raise ConfigError(format_validation_error(error, where)) from None
+        layers.append((f"--set {text}", {key: value}))
+    return layers
 
 
 def _leaf_keys(tree: dict[str, Any]) -> list[str]:

@@ -302,5 +302,5 @@ def run_study(study: str | Path | Study, options: RunOptions | None = None) -> p
         if started:  # stop the trials' idle actors now, not at interpreter exit (tracebacks on SIGTERM)
             ray.shutdown()
     trials = tracking.trial_runs(uri, study.name)
-    trials.attrs["tracking_uri"] = uri
+    trials.attrs.update(tracking_uri=uri, metric=study.metric, mode=study.mode)
     return trials

@@ -6,12 +6,23 @@ compute starts.
 
 from __future__ import annotations
 
+import copy
+import types
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from clipstudy.config import TrialConfig, build_config, check_keys, flatten, format_validation_error, load_yaml
+from clipstudy.config import (
+    TrialConfig,
+    check_keys,
+    dotted,
+    flatten,
+    load_yaml,
+    override_layers,
+    resolve_config,
+    validation_message,
+)
 from clipstudy.errors import ConfigError, did_you_mean
 from clipstudy.search_space import Dist, grid
 
@@ -124,19 +135,28 @@ class Study(BaseModel):
         )
 
     def arm_config(
-        self, arm: Arm | str, overrides: list[str] = (), where: str = "", params: dict[str, Any] | None = None
+        self,
+        arm: Arm | str,
+        overrides: list[str] = (),
+        where: str = "",
+        params: dict[str, Any] | None = None,
+        params_where: str | None = None,
     ) -> TrialConfig:
-        """Defaults <- study base <- arm config <- sampled `params` <- `--set` overrides."""
+        """Defaults <- study base <- arm config <- sampled `params` <- `--set` overrides.
+
+        A problem is named by where its key was set (`base`, `arms[i] (name).config`, the search entry
+        `params_where`, or the `--set`); `where` prefixes them all (the file).
+        """
         arm = self.arm(arm) if isinstance(arm, str) else arm
-        index = self.arms.index(arm)
-        return build_config(
-            self.base,
-            {"method": arm.method},
-            arm.config,
-            params or {},
-            overrides=list(overrides),
-            where=f"{where}arms[{index}] ({arm.name})",
-        )
+        label = f"{where}arms[{self.arms.index(arm)}] ({arm.name})"
+        layers = [
+            (f"{where}base", self.base),
+            (label, {"method": arm.method}),
+            (f"{label}.config", arm.config),
+            (params_where or f"{label}.search", params or {}),
+            *override_layers(list(overrides)),
+        ]
+        return resolve_config(layers, label)
 
     def arm_resources(self, arm: Arm) -> Resources:
         return arm.resources or self.resources
@@ -150,13 +170,13 @@ class Study(BaseModel):
             try:
                 check_keys([key, *(dist.when or {})], f"{prefix}.{key}")
             except ConfigError as error:
-                problems.append(str(error))
+                problems += str(error).splitlines()
                 continue
             for value in dist.candidates():
                 try:
-                    self.arm_config(arm, params={key: value}, where=f"{prefix}.{key}={value!r}: ")
+                    self.arm_config(arm, params={key: value}, where=where, params_where=f"{prefix}.{key}={value!r}")
                 except ConfigError as error:
-                    problems.append(str(error))
+                    problems += str(error).splitlines()
         return problems
 
     def fixed_values(self, arm: Arm) -> dict[str, Any]:
@@ -165,28 +185,133 @@ class Study(BaseModel):
 
 
 def load_study(path: str | Path) -> Study:
-    """Parse and fully validate a study file (every arm's resolved config included)."""
+    """Parse and fully validate a study file (every arm's resolved config included).
+
+    Every problem is listed at once: when the file's own structure has errors, the parts that are valid
+    are still checked down to the config of each arm.
+    """
     path = Path(path)
     raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a study file is a mapping with 'name' and 'arms'")
+    problems: list[str] = []
     try:
-        study = Study.model_validate(raw)
+        study: Study | None = Study.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(format_validation_error(error, str(path))) from None
+        problems += [structure_problem(item, raw, str(path)) for item in error.errors()]
+        study = salvage(raw, error)
+    if study is not None:
+        problems += config_problems(study, path)
+    if problems:
+        raise ConfigError("\n".join(dict.fromkeys(problems)))
+    return study
+
+
+def config_problems(study: Study, path: Path) -> list[str]:
+    """Problems of each arm's resolved config and of its search space (a problem of the base, found again
+    through every arm and search value, is listed once by the caller)."""
     problems = []
-    for arm in study.arms:
+    for index, arm in enumerate(study.arms):
         try:
             study.arm_config(arm, where=f"{path}: ")
         except ConfigError as error:
-            problems.append(str(error))
-            continue
+            problems += str(error).splitlines()
         problems += study.check_search(arm, where=f"{path}: ")
         if study.search.algorithm == "grid":
             try:
                 grid(arm.search)
             except ValueError as error:
-                problems.append(f"{path}: arms[{study.arms.index(arm)}] ({arm.name}).search: {error}")
-    if problems:
-        raise ConfigError("\n".join(problems))
-    return study
+                problems.append(f"{path}: arms[{index}] ({arm.name}).search: {error}")
+    return problems
+
+
+def structure_problem(item: dict[str, Any], raw: dict[str, Any], where: str) -> str:
+    """One pydantic error of the study's structure, by field path (arms named), with a did-you-mean for keys."""
+    loc = tuple(item["loc"])
+    if item["type"] == "extra_forbidden":
+        fields = _field_names(loc[:-1])
+        key = str(loc[-1])
+        hint = did_you_mean(key, fields)
+        return f"{where}: {field_path(loc, raw)}: unknown key{hint}; valid: {', '.join(fields)}"
+    return f"{where}: {field_path(loc, raw) or '(top level)'}: {validation_message(item)}"
+
+
+def field_path(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
+    """('arms', 0, 'search', 'train.lr') -> 'arms[0] (lora).search.train.lr'."""
+    if len(loc) >= 2 and loc[0] == "arms" and isinstance(loc[1], int):
+        arms = raw.get("arms")
+        arm = arms[loc[1]] if isinstance(arms, list) and loc[1] < len(arms) else None
+        name = f" ({arm['name']})" if isinstance(arm, dict) and isinstance(arm.get("name"), str) else ""
+        rest = dotted(loc[2:])
+        return f"arms[{loc[1]}]{name}" + (f".{rest}" if rest else "")
+    return dotted(loc)
+
+
+def _field_names(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the study model at `loc` accepts (its aliases where it has them)."""
+    node: Any = Study
+    for part in (*loc, None):
+        node = _unwrap(node)
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            fields = {field.alias or name: field for name, field in node.model_fields.items()}
+            if part is None:
+                return list(fields)
+            if part not in fields:
+                return []
+            node = fields[part].annotation
+        elif get_origin(node) in (list, dict) and part is not None:
+            node = get_args(node)[-1]
+        else:
+            return []
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Annotated[X, ...] and X | None -> X."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
+        else:
+            return annotation
+
+
+REQUIRED = ("name", "arms")
+
+
+def salvage(raw: dict[str, Any], error: ValidationError, rounds: int = 20) -> Study | None:
+    """The study less the parts its errors point at, so the rest can still be checked (None if it cannot be).
+
+    An unknown key, a bad search entry or a bad setting is dropped; an arm is never dropped (the others
+    would be renumbered) and neither are `name` and `arms`.
+    """
+    tree = copy.deepcopy(raw)
+    for _ in range(rounds):
+        if not all(_drop(tree, tuple(item["loc"])) for item in error.errors()):
+            return None
+        try:
+            return Study.model_validate(tree)
+        except ValidationError as again:
+            error = again
+    return None
+
+
+def _drop(tree: dict[str, Any], loc: tuple[Any, ...]) -> bool:
+    """Delete the innermost mapping entry on `loc` that may go; False when there is none."""
+    shortest = 3 if loc[:1] == ("arms",) else 1
+    for end in range(len(loc), shortest - 1, -1):
+        *parents, last = loc[:end]
+        node: Any = tree
+        for part in parents:
+            inside = isinstance(node, dict) and part in node
+            indexed = isinstance(node, list) and isinstance(part, int) and part < len(node)
+            if not (inside or indexed):
+                break
+            node = node[part]
+        else:
+            if isinstance(node, dict) and last in node and not (node is tree and last in REQUIRED):
+                del node[last]
+                return True
+    return False

@@ -48,13 +48,15 @@ def print_table(console: Console, table: Table) -> None:
 def print_summary(
     console: Console, trials: pd.DataFrame, tracking_uri: str | None = None, study_ref: str | None = None
 ) -> None:
-    """The table of best trials and counts, where the record is, and the commands that open it."""
-    best = best_trials(trials)
+    """The table of best trials (by the study's metric, `trials.attrs`) and counts, where the record is, and the
+    commands that open it."""
+    metric, mode = trials.attrs.get("metric", "val/acc"), trials.attrs.get("mode", "max")
+    best = best_trials(trials, metric, mode)
     counts = status_counts(trials)
     table = Table(
         "arm",
         "method",
-        "best val/acc",
+        f"best {metric}",
         "test/acc",
         "trainable params",
         "completed",

@@ -77,9 +77,9 @@ def test_flatten_expand_roundtrip():
         ({"lora.targets": ["q", "x"]}, "lora.targets.1"),
         ({"augment.crop_scale": [0.9, 0.5]}, "low must not exceed high"),
         ({"train": 3}, "'train' is a section"),
-        ({"model.arch": "ViT-B-3"}, "model.arch: Value error, unknown architecture 'ViT-B-3' (did you mean 'ViT-B-32"),
+        ({"model.arch": "ViT-B-3"}, "model.arch: unknown architecture 'ViT-B-3' (did you mean 'ViT-B-32"),
         ({"model.arch": "torchvision/resnet51"}, "unknown architecture 'torchvision/resnet51' (did you mean 'torch"),
-        ({"data.name": "cifar1000"}, "data.name: Value error, unknown dataset 'cifar1000' (did you mean 'cifar100'?)"),
+        ({"data.name": "cifar1000"}, "data.name: unknown dataset 'cifar1000' (did you mean 'cifar100'?)"),
     ],
 )
 def test_bad_config_names_the_field(layer, expected):

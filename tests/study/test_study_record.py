@@ -104,6 +104,7 @@ def test_results_frame_and_summary(finished_study):
     from clipstudy.summary import best_trials, status_counts
 
     _, _, trials = finished_study
+    assert (trials.attrs["metric"], trials.attrs["mode"]) == ("val/acc", "max")
     best = best_trials(trials)
     assert set(best.index) == {"zero_shot", "lora"}
     lora = trials[(trials["tags.clipstudy.arm"] == "lora") & (trials["tags.clipstudy.status"] == "completed")]
