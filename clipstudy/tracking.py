@@ -37,6 +37,7 @@ __all__ = [
     "METHOD",
     "REASON",
     "ROLE",
+    "RUNTIME",
     "STATUS",
     "TRIAL_ID",
     "adopt_completed_run",
@@ -46,6 +47,7 @@ __all__ = [
     "log_epoch",
     "log_gpu_ids",
     "log_result",
+    "log_runtime",
     "log_text",
     "mark_failed_if_running",
     "provenance_tags",
@@ -68,6 +70,9 @@ RESOURCES = "clipstudy.resources"
 GPU_IDS = f"{RESOURCES}.gpu_ids"
 """The GPUs Ray assigned to a trial, as its node numbers them: per worker in rank order, `;` between workers
 and `,` within one (e.g. `0` for a trial alone on GPU 0, `0;0` for two workers sharing it)."""
+RUNTIME = "clipstudy.runtime"
+"""Prefix of the tags of what a trial really ran on: `.device` (`cpu`, `cuda (NVIDIA H100 80GB HBM3)`) and
+`.precision` (`bf16`, `fp16`, `fp32`), with `auto` resolved."""
 PARENT = "mlflow.parentRunId"
 ADOPTED = "clipstudy.adopted_from"
 """On a trial run taken over on resume by a new Tune trial with the same config: the trial id it had."""
@@ -445,6 +450,12 @@ def log_gpu_ids(uri: str, run_id: str, per_worker: list[list[str]]) -> None:
     if any(per_worker):
         value = ";".join(",".join(ids) for ids in per_worker)
         _retry(lambda: _client(uri).set_tag(run_id, GPU_IDS, value))
+
+
+def log_runtime(uri: str, run_id: str, runtime: Mapping[str, str]) -> None:
+    """Tag what the trial runs on (`RUNTIME`.device, .precision)."""
+    tags = [RunTag(f"{RUNTIME}.{key}", str(value)) for key, value in runtime.items()]
+    _retry(lambda: _client(uri).log_batch(run_id, tags=tags))
 
 
 def set_status(uri: str, run_id: str, status: str, reason: str | None = None) -> None:

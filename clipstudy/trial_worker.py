@@ -113,11 +113,13 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     reporter = Reporter(loop_config["tracking_uri"], loop_config["run_id"], in_process, rank)
     checkpoint = latest_checkpoint(in_process)
     if checkpoint is None:
-        result = Trainer(cfg, [reporter]).fit()
+        trainer = Trainer(cfg, [reporter])
     else:
         with checkpoint.as_directory() as directory:
             trainer = Trainer(cfg, [reporter], resume_from=Path(directory) / CHECKPOINT_FILE)
-        result = trainer.fit()
+    if rank == 0:
+        tracking.log_runtime(loop_config["tracking_uri"], loop_config["run_id"], trainer.runtime)
+    result = trainer.fit()
     if rank == 0:
         tracking.log_result(loop_config["tracking_uri"], loop_config["run_id"], result)
         tracking.set_status(loop_config["tracking_uri"], loop_config["run_id"], "completed")

@@ -286,6 +286,14 @@ def test_log_gpu_ids_tags_each_workers_gpus_in_rank_order(uri, client, per_worke
     assert client.get_run(run_id).data.tags.get(tracking.GPU_IDS) == tag
 
 
+def test_log_runtime_tags_device_and_precision(uri, client):
+    run_id = tracking.start_study_run(uri, "demo", None, resume=False)
+    tracking.log_runtime(uri, run_id, {"device": "cuda (NVIDIA H100 80GB HBM3)", "precision": "bf16"})
+    tags = client.get_run(run_id).data.tags
+    assert tags["clipstudy.runtime.device"] == "cuda (NVIDIA H100 80GB HBM3)"
+    assert tags["clipstudy.runtime.precision"] == "bf16"
+
+
 def test_resolve_tracking_uri_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert tracking.resolve_tracking_uri(None, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"

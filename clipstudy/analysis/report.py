@@ -41,6 +41,7 @@ HEADERS = {
     "epoch_time_s": "s / epoch",
     "throughput_img_s": "img / s",
     "peak_mem_mb": "peak mem MB",
+    "runs_on": "runs on",
     "compute": "compute",
     "completed": "completed",
     "pruned": "pruned",
@@ -78,6 +79,7 @@ def display_arms(arms: pd.DataFrame) -> pd.DataFrame:
     shown[HEADERS["epoch_time_s"]] = [_fmt(v, ".2f") for v in arms.epoch_time_s]
     shown[HEADERS["throughput_img_s"]] = [_fmt(v, ",.0f") for v in arms.throughput_img_s]
     shown[HEADERS["peak_mem_mb"]] = [_fmt(v, ",.0f") for v in arms.peak_mem_mb]
+    shown[HEADERS["runs_on"]] = arms.runs_on.astype(str)
     spent = zip(arms.compute_h, arms.compute_unit, strict=True)
     shown[HEADERS["compute"]] = [f"{_fmt(hours, '.4f')} {unit}" for hours, unit in spent]
     for column in ("completed", "pruned", "failed"):

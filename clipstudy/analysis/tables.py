@@ -10,6 +10,7 @@ from clipstudy.summary import ARM, STATUS, STATUSES, best_trials, status_counts
 
 METHOD = "tags.clipstudy.method"
 RESOURCE_TAG = "tags.clipstudy.resources"
+RUNTIME_TAG = "tags.clipstudy.runtime"
 SEED_PARAMS = ("params.train.seed", "params.data.split_seed", "params.data.shot_seed")
 """Params that only repeat a configuration; trials differing in nothing else are averaged."""
 ARM_COLUMNS = [
@@ -27,6 +28,7 @@ ARM_COLUMNS = [
     "epoch_time_s",
     "throughput_img_s",
     "peak_mem_mb",
+    "runs_on",
     "compute_h",
     "compute_unit",
     *STATUSES,
@@ -99,6 +101,7 @@ def arm_table(record: StudyRecord, metric: str = "val/acc", mode: str = "max") -
                 "epoch_time_s": _training_epochs(record, run_id, "epoch_time_s").mean(),
                 "throughput_img_s": _training_epochs(record, run_id, "throughput_img_s").mean(),
                 "peak_mem_mb": record.curve(run_id, "peak_mem_mb").max() if run_id else float("nan"),
+                "runs_on": runs_on(row),
                 "compute_h": float(spent.hours.sum()),
                 "compute_unit": units[0] if len(units) == 1 else "/".join(units),
                 **{status: int(counts.loc[arm, status]) for status in STATUSES},
@@ -106,6 +109,13 @@ def arm_table(record: StudyRecord, metric: str = "val/acc", mode: str = "max") -
             }
         )
     return pd.DataFrame(rows, columns=ARM_COLUMNS)
+
+
+def runs_on(row: pd.Series | None) -> str:
+    """Device and precision of a trial (`cuda (NVIDIA H100 ...), bf16`): what its time and memory were measured on."""
+    values = [row.get(f"{RUNTIME_TAG}.{key}") if row is not None else None for key in ("device", "precision")]
+    known = [str(value) for value in values if isinstance(value, str) and value]
+    return ", ".join(known) or "n/a"
 
 
 def _at_epoch(record: StudyRecord, run_id: str | None, key: str, epoch: int) -> float:

@@ -85,6 +85,16 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
+PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def device_name(device: torch.device) -> str:
+    """`cpu`, or `cuda` with the GPU's model (what time, throughput and memory were measured on)."""
+    if device.type != "cuda":
+        return device.type
+    return f"cuda ({torch.cuda.get_device_name(device)})"
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -163,6 +173,11 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
         if resume_from is not None:
             self.load_checkpoint(resume_from)
+
+    @property
+    def runtime(self) -> dict[str, str]:
+        """Where the trial really runs and in which precision (`train.device`/`precision: auto` resolved)."""
+        return {"device": device_name(self.device), "precision": PRECISION_NAMES[self.autocast_dtype]}
 
     # ----- data -------------------------------------------------------------------------------
     def _num_epochs(self) -> int:

@@ -28,6 +28,7 @@ class FakeTrial:
     resources: dict[str, float] | None = None
     epoch_time: float = 10.0
     artifacts: bool = False
+    runtime: dict[str, str] | None = None
 
 
 def fixture_trials() -> list[FakeTrial]:
@@ -103,6 +104,7 @@ def fixture_trials() -> list[FakeTrial]:
             lora,
             epoch_time=20.0,
             artifacts=True,
+            runtime={"device": "cuda (NVIDIA H100 80GB HBM3)", "precision": "bf16"},
         ),
         FakeTrial("lora", "lora", "failed", 360, [0.1], None, {}, {"lora.r": 64, "train.lr": 1e-2}, lora),
         FakeTrial(
@@ -168,6 +170,7 @@ def write_study(uri: str, name: str, trials: list[FakeTrial], workdir: Path) -> 
             "clipstudy.trial_id": f"t{i}",
             "clipstudy.status": trial.status,
             **{f"clipstudy.resources.{k}": str(v) for k, v in (trial.resources or {}).items()},
+            **{f"clipstudy.runtime.{k}": v for k, v in (trial.runtime or {}).items()},
         }
         start = T0 + 1000 * i
         run = client.create_run(experiment, tags=tags, run_name=f"{trial.arm}/t{i}", start_time=start)

@@ -37,6 +37,8 @@ def test_epoch_one_costs_and_parameter_share_come_from_the_best_trial(record):
     assert probe.throughput_img_s == pytest.approx(250.0)  # epochs 1-2; epoch 0 only evaluates
     assert lora.throughput_img_s == pytest.approx(300.0)
     assert lora.peak_mem_mb == pytest.approx(503.0)
+    assert lora.runs_on == "cuda (NVIDIA H100 80GB HBM3), bf16"
+    assert zs.runs_on == "n/a"  # an older record, without runtime tags
     assert zs.trainable_params == 0 and math.isnan(zs.epoch1_val_acc) and math.isnan(zs.test_acc5)
 
 

@@ -40,6 +40,12 @@ def test_checkpoint_restore_continue_equals_uninterrupted(method, tiny_config, t
     assert straight.metrics["test/acc"] == result.metrics["test/acc"]
 
 
+@pytest.mark.parametrize(("precision", "expected"), [("auto", "fp32"), ("fp32", "fp32"), ("bf16", "bf16")])
+def test_runtime_names_the_device_and_the_resolved_precision(precision, expected, tiny_config):
+    trainer = Trainer(tiny_config("linear_probe", train__precision=precision))
+    assert trainer.runtime == {"device": "cpu", "precision": expected}
+
+
 def test_same_seed_same_run_other_seed_other_run(tiny_config):
     cfg = tiny_config("lora", train__epochs=1, augment__hflip=0.5)
     a, b = run_trial(cfg), run_trial(cfg)

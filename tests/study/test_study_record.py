@@ -61,6 +61,10 @@ def test_completed_trials_have_epoch_metrics_final_metrics_and_artifacts(finishe
         if epochs:
             for key in ("train/loss", "train/acc", "val/loss", "lr", "epoch_time_s", "throughput_img_s", "peak_mem_mb"):
                 assert len(client.get_metric_history(run_id, key)) >= epochs, key
+        assert (child.data.tags["clipstudy.runtime.device"], child.data.tags["clipstudy.runtime.precision"]) == (
+            "cpu",
+            "fp32",
+        )
         names = {a.path for a in client.list_artifacts(run_id)}
         assert {"per_class.csv", "confusion_matrix.csv", "weights.safetensors", "config.yaml"} <= names
 
