@@ -2,6 +2,7 @@
 
     uv run python bench/study_overhead.py overhead [--epochs 8] [--trials 4]
     uv run python bench/study_overhead.py asha
+    uv run python bench/study_overhead.py startup
 
 overhead: one trial config (tiny model, synthetic data) timed as `clipstudy train` and inside
 `clipstudy run --local` studies of 1 and of N identical trials (one at a time, in-process mode).
@@ -12,6 +13,9 @@ It splits what the platform adds into
     of that trial in `clipstudy train` (its wall time minus `clipstudy train --dry-run`, i.e. less
     process start, imports and building the model and data),
   - per epoch: the median time between epoch lines in the study minus that in `clipstudy train`.
+startup: the once-per-study steps of the driver, one after the other in a fresh process: importing
+`clipstudy.study`, loading and validating the quickstart, `ray.init` of a local instance, and opening the
+study's MLflow run on a new SQLite store and on an existing one.
 asha: the quickstart study with ASHA and with FIFO (same seeded sampler, so the same configs
 within Optuna's random start-up trials): epochs trained and the best validation accuracy per arm.
 """
@@ -165,6 +169,43 @@ def overhead(epochs: int, trials: int) -> None:
     print(f"| added per epoch | {epoch_study - epoch_train:.2f} |")
 
 
+STARTUP_STEPS = """
+import time
+from pathlib import Path
+
+start = time.perf_counter()
+def step(name):
+    global start
+    print(f"| {name} | {time.perf_counter() - start:.2f} |", flush=True)
+    start = time.perf_counter()
+
+import clipstudy.study as study_module
+from clipstudy import tracking
+step("import clipstudy.study (Ray Tune, MLflow, pandas)")
+study = study_module.load_study(QUICKSTART)
+step("load and validate the quickstart (imports torch and the method and dataset registries)")
+import ray
+ray.init(include_dashboard=False, configure_logging=False)
+step("ray.init of a local instance")
+uri = tracking.resolve_tracking_uri(None, Path.cwd())
+tracking.start_study_run(uri, study.name, QUICKSTART, resume=False)
+step("MLflow study run on a new SQLite store (creates its tables)")
+tracking.start_study_run(uri, study.name, QUICKSTART, resume=False)
+step("MLflow study run on the existing store")
+ray.shutdown()
+step("ray.shutdown")
+"""
+
+
+def startup() -> None:
+    quickstart = repr(str(ROOT / "studies" / "quickstart.yaml"))
+    print("| step | seconds |\n|---|---|", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        code = f"QUICKSTART = {quickstart}\n{STARTUP_STEPS}"
+        command = [sys.executable, "-c", code]
+        subprocess.run(command, cwd=folder, env=environment(), check=True, stderr=subprocess.DEVNULL)
+
+
 def epochs_and_best(workdir: Path, name: str) -> tuple[int, dict[str, float]]:
     from mlflow import MlflowClient
 
@@ -206,12 +247,15 @@ def asha() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["overhead", "asha"])
+    parser.add_argument("what", choices=["overhead", "asha", "startup"])
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--trials", type=int, default=4)
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()}-core CPU; load average {os.getloadavg()[0]:.1f} at start")
-    overhead(args.epochs, args.trials) if args.what == "overhead" else asha()
+    if args.what == "overhead":
+        overhead(args.epochs, args.trials)
+    else:
+        {"asha": asha, "startup": startup}[args.what]()
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 

@@ -50,6 +50,7 @@ def rebuild_search(record: StudyRecord, arm: str, metric: str = "val/acc", mode:
     """An in-memory Optuna study of one arm: completed trials with their val score, pruned ones as PRUNED."""
     members = record.trials[record.trials[ARM] == arm].reset_index(drop=True)
     searched = [c for c in members if c.startswith("params.") and members[c].nunique(dropna=True) > 1]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" per arm
     study = optuna.create_study(direction="maximize" if mode == "max" else "minimize", study_name=arm)
     if members.empty:
         return study
