@@ -13,13 +13,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from clipstudy.errors import ClipstudyError, ConfigError, TrialFailed
+from clipstudy.errors import ClipstudyError, ConfigError, StudyInterrupted, TrialFailed
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
 console = Console()
 errors = Console(stderr=True)
 
 USAGE_ERROR = 2
+INTERRUPTED = 130
+"""Exit code of a study stopped with Ctrl-C (128 + SIGINT, as shells report it)."""
 
 
 class Listing(enum.StrEnum):
@@ -29,7 +31,7 @@ class Listing(enum.StrEnum):
 
 
 def fail(error: ClipstudyError) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+    errors.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(1 if isinstance(error, TrialFailed) else USAGE_ERROR)
 
 
@@ -216,6 +218,9 @@ def run(
             arms=arm, overrides=set_, local=local, address=address, resume=resume, cluster_config=config
         )
         trials = run_study(study_file, options)
+    except StudyInterrupted as error:
+        errors.print(f"[bold yellow]stopped:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(INTERRUPTED) from None
     except ClipstudyError as error:
         raise fail(error) from None
     from clipstudy.summary import print_summary

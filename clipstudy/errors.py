@@ -22,6 +22,10 @@ class ModelError(ClipstudyError):
     """An architecture or its weights cannot be built or loaded."""
 
 
+class StudyInterrupted(ClipstudyError):
+    """The user stopped a study (Ctrl-C); what ran is recorded and `--resume` continues it."""
+
+
 class TrialFailed(ClipstudyError):
     """Training cannot go on (e.g. a non-finite loss); `reason` is recorded by the runner."""
 

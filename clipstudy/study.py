@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,12 @@ from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from clipstudy import tracking
-from clipstudy.errors import ConfigError
+from clipstudy.errors import ConfigError, StudyInterrupted
 from clipstudy.feasibility import DRIVER_CPUS, holds_driver
 from clipstudy.node_types import check_feasible
 from clipstudy.progress import StudyProgress, say
 from clipstudy.search_space import Dist, grid, sample
+from clipstudy.stopping import StopRequest
 from clipstudy.studyfile import Arm, Resources, Study, load_study
 from clipstudy.trial import RUN_ID, ArmSpec, trial_driver, was_pruned
 
@@ -258,6 +260,17 @@ def run_arm(study: Study, arm: Arm, spec: ArmSpec, storage_url: str, run_tag: st
     tuner.fit()
 
 
+def resume_command(study_file: Path, options: RunOptions) -> str:
+    """The `clipstudy run` command line that continues this invocation."""
+    words = ["clipstudy", "run", str(study_file)]
+    words += ["--local"] if options.local else []
+    words += [f"--address {options.address}"] if options.address else []
+    words += [f"--cluster {options.cluster_config}"] if options.cluster_config else []
+    words += [f"--arm {name}" for name in options.arms or []]
+    words += [f"--set {shlex.quote(text)}" for text in options.overrides or []]
+    return " ".join([*words, "--resume"])
+
+
 def run_study(study: str | Path | Study, options: RunOptions | None = None) -> pd.DataFrame:
     """Run (or resume) every arm of a study, or the named ones; returns one row per trial.
 
@@ -291,12 +304,19 @@ def run_study(study: str | Path | Study, options: RunOptions | None = None) -> p
     storage_url = f"sqlite:///{workdir / OPTUNA_DB}"
     status = "FAILED"
     try:
-        for arm in arms:
-            spec = ArmSpec(
-                study, arm.name, uri, parent, storage_path, study.arm_resources(arm), study.max_failures, overrides
-            )
-            run_arm(study, arm, spec, storage_url, parent[:8], options.resume)
+        with StopRequest(f"Continue with: {resume_command(study_file, options)}") as stop:
+            for arm in arms:
+                stop.check(arm.name)
+                spec = ArmSpec(
+                    study, arm.name, uri, parent, storage_path, study.arm_resources(arm), study.max_failures, overrides
+                )
+                run_arm(study, arm, spec, storage_url, parent[:8], options.resume)
+                stop.check(arm.name)
         status = "FINISHED"
+    except (StudyInterrupted, KeyboardInterrupt):
+        status = "KILLED"
+        tracking.mark_trials_killed(uri, parent)
+        raise
     finally:
         tracking.finish_study_run(uri, parent, status)
         if started:  # stop the trials' idle actors now, not at interpreter exit (tracebacks on SIGTERM)

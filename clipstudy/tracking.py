@@ -50,6 +50,7 @@ __all__ = [
     "log_runtime",
     "log_text",
     "mark_failed_if_running",
+    "mark_trials_killed",
     "provenance_tags",
     "resolve_tracking_uri",
     "set_status",
@@ -492,17 +493,15 @@ def close_interrupted_trials(uri: str, parent_run_id: str, arm: str, known: Mapp
 
     Call on resume, before the arm's trials run: nothing writes to them then. `known` maps the trial ids
     of the restored Tune experiment to the outcome Tune recorded for them (`pruned`, `failed`), or to
-    None for trials Tune will continue. A run still RUNNING:
+    None for trials Tune will continue. A run still open (RUNNING, or KILLED by a Ctrl-C):
     - that had recorded its outcome keeps it (the driver stopped between recording it and ending the run);
     - whose trial Tune had finished gets Tune's outcome (the driver stopped before its callback recorded it);
     - whose trial Tune does not know belongs to a trial Tune will never run again (its driver stopped
       before it checkpointed that trial; it proposes a new one instead): failed, with `INTERRUPTED`.
     """
     client = _client(uri)
-    experiment_id = _retry(lambda: client.get_run(parent_run_id)).info.experiment_id
-    query = f"{_tag_filter(PARENT, parent_run_id)} and attributes.status = 'RUNNING'"
     closed = []
-    for run in _search_all(client, experiment_id, query):
+    for run in _open_trial_runs(client, parent_run_id):
         tags = run.data.tags
         trial = tags.get(TRIAL_ID)
         if tags.get(ROLE) != "trial" or tags.get(ARM) != arm or (trial in known and known[trial] is None):
@@ -518,6 +517,31 @@ def close_interrupted_trials(uri: str, parent_run_id: str, arm: str, known: Mapp
             set_status(uri, run.info.run_id, "failed", INTERRUPTED)
         closed.append(run.info.run_id)
     return closed
+
+
+def mark_trials_killed(uri: str, parent_run_id: str) -> list[str]:
+    """End the study's trial runs still open as KILLED (the user stopped the study); return their ids.
+
+    Their `clipstudy.status` stays `running`: `--resume` continues them (or closes them, see
+    `close_interrupted_trials`), and reopens the runs it continues.
+    """
+    client = _client(uri)
+    killed = []
+    for run in _open_trial_runs(client, parent_run_id):
+        if run.info.status == "RUNNING":
+            _retry(lambda run=run: client.set_terminated(run.info.run_id, status="KILLED"))
+            killed.append(run.info.run_id)
+    return killed
+
+
+def _open_trial_runs(client: mlflow.MlflowClient, parent_run_id: str) -> list:
+    """The parent's runs whose trial has no outcome yet: still RUNNING (a killed driver), or KILLED (Ctrl-C)."""
+    experiment_id = _retry(lambda: client.get_run(parent_run_id)).info.experiment_id
+    runs = []
+    for status in ("RUNNING", "KILLED"):
+        query = f"{_tag_filter(PARENT, parent_run_id)} and attributes.status = '{status}'"
+        runs += _search_all(client, experiment_id, query)
+    return runs
 
 
 def _search_all(client: mlflow.MlflowClient, experiment_id: str, query: str) -> list:

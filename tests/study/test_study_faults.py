@@ -203,3 +203,32 @@ def test_killed_worker_resumes_its_trial_from_the_last_epoch(tmp_path):
     assert steps.count(0) == 1, f"restarted from scratch instead of the checkpoint: {steps}"
     assert set(steps) == set(range(7))
     assert "test/acc" in after[0].data.metrics
+
+
+def test_ctrl_c_stops_the_whole_study_and_resume_finishes_it(tmp_path):
+    """Tune alone would end only the arm it is searching and the study would go on with the next arm."""
+    content = study("ctrl_c_test", trials=2, epochs=4, samples=200)
+    content["arms"].append({"name": "probe", "method": "linear_probe"})
+    path = write_study(tmp_path, content)
+    first = start(tmp_path, str(path))
+    epochs_logged = "select max(step) from metrics where key='val/acc'"
+    poll(lambda: (query(tmp_path, epochs_logged) or [(None,)])[0][0] not in (None, 0), "epoch 1 of the first trial")
+    os.killpg(first.pid, signal.SIGINT)  # what a terminal sends its foreground process group
+    assert first.wait(timeout=TIMEOUT_S) == 130
+    printed = (tmp_path / "run0.log").read_text()
+    assert f"Continue with: clipstudy run {path} --local --resume\n" in printed  # one line, to copy
+    assert "Tuner.restore" not in printed  # Tune's advice is not the user's next step
+    _, before, runs = trials(tmp_path, "ctrl_c_test")
+    assert {r.data.tags["clipstudy.arm"] for r in before} == {"lora"}, "no arm starts after Ctrl-C"
+    (parent,) = [r for r in runs if r.data.tags.get("clipstudy.role") == "study"]
+    assert parent.info.status == "KILLED"
+    stopped = [r for r in before if r.data.tags["clipstudy.status"] == "running"]
+    assert stopped and {r.info.status for r in stopped} == {"KILLED"}
+
+    wait(start(tmp_path, str(path), "--resume"), tmp_path)
+
+    _, after, runs = trials(tmp_path, "ctrl_c_test")
+    assert len([r for r in runs if r.data.tags.get("clipstudy.role") == "study"]) == 1
+    statuses = sorted((r.data.tags["clipstudy.arm"], r.data.tags["clipstudy.status"]) for r in after)
+    assert statuses == [("lora", "completed"), ("lora", "completed"), ("probe", "completed")]
+    assert {r.info.run_id for r in stopped} <= {r.info.run_id for r in after}, "the stopped trial kept its run"
