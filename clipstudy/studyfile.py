@@ -6,25 +6,15 @@ compute starts.
 
 from __future__ import annotations
 
-import copy
-import types
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from clipstudy.config import (
-    TrialConfig,
-    check_keys,
-    dotted,
-    flatten,
-    load_yaml,
-    override_layers,
-    resolve_config,
-    validation_message,
-)
+from clipstudy.config import TrialConfig, check_keys, flatten, load_yaml, override_layers, resolve_config
 from clipstudy.errors import ConfigError, did_you_mean
 from clipstudy.search_space import Dist, grid
+from clipstudy.structure_errors import salvage, structure_problem
 
 METRICS = ("val/acc", "val/loss", "train/acc", "train/loss")
 
@@ -184,6 +174,11 @@ class Study(BaseModel):
         return flatten(self.arm_config(arm).model_dump(mode="json"))
 
 
+REQUIRED = ("name", "arms")
+NAMED_LISTS = {"arms": "name"}
+"""Lists whose entries errors name by their `name` (`arms[0] (lora)`), and which salvage never shortens."""
+
+
 def load_study(path: str | Path) -> Study:
     """Parse and fully validate a study file (every arm's resolved config included).
 
@@ -198,8 +193,8 @@ def load_study(path: str | Path) -> Study:
     try:
         study: Study | None = Study.model_validate(raw)
     except ValidationError as error:
-        problems += [structure_problem(item, raw, str(path)) for item in error.errors()]
-        study = salvage(raw, error)
+        problems += [structure_problem(Study, item, raw, str(path), NAMED_LISTS) for item in error.errors()]
+        study = salvage(Study, raw, error, REQUIRED, NAMED_LISTS)
     if study is not None:
         problems += config_problems(study, path)
     if problems:
@@ -223,95 +218,3 @@ def config_problems(study: Study, path: Path) -> list[str]:
             except ValueError as error:
                 problems.append(f"{path}: arms[{index}] ({arm.name}).search: {error}")
     return problems
-
-
-def structure_problem(item: dict[str, Any], raw: dict[str, Any], where: str) -> str:
-    """One pydantic error of the study's structure, by field path (arms named), with a did-you-mean for keys."""
-    loc = tuple(item["loc"])
-    if item["type"] == "extra_forbidden":
-        fields = _field_names(loc[:-1])
-        key = str(loc[-1])
-        hint = did_you_mean(key, fields)
-        return f"{where}: {field_path(loc, raw)}: unknown key{hint}; valid: {', '.join(fields)}"
-    return f"{where}: {field_path(loc, raw) or '(top level)'}: {validation_message(item)}"
-
-
-def field_path(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
-    """('arms', 0, 'search', 'train.lr') -> 'arms[0] (lora).search.train.lr'."""
-    if len(loc) >= 2 and loc[0] == "arms" and isinstance(loc[1], int):
-        arms = raw.get("arms")
-        arm = arms[loc[1]] if isinstance(arms, list) and loc[1] < len(arms) else None
-        name = f" ({arm['name']})" if isinstance(arm, dict) and isinstance(arm.get("name"), str) else ""
-        rest = dotted(loc[2:])
-        return f"arms[{loc[1]}]{name}" + (f".{rest}" if rest else "")
-    return dotted(loc)
-
-
-def _field_names(loc: tuple[Any, ...]) -> list[str]:
-    """The keys the study model at `loc` accepts (its aliases where it has them)."""
-    node: Any = Study
-    for part in (*loc, None):
-        node = _unwrap(node)
-        if isinstance(node, type) and issubclass(node, BaseModel):
-            fields = {field.alias or name: field for name, field in node.model_fields.items()}
-            if part is None:
-                return list(fields)
-            if part not in fields:
-                return []
-            node = fields[part].annotation
-        elif get_origin(node) in (list, dict) and part is not None:
-            node = get_args(node)[-1]
-        else:
-            return []
-    return []
-
-
-def _unwrap(annotation: Any) -> Any:
-    """Annotated[X, ...] and X | None -> X."""
-    while True:
-        origin = get_origin(annotation)
-        if origin is Annotated:
-            annotation = get_args(annotation)[0]
-        elif origin in (Union, types.UnionType):
-            annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
-        else:
-            return annotation
-
-
-REQUIRED = ("name", "arms")
-
-
-def salvage(raw: dict[str, Any], error: ValidationError, rounds: int = 20) -> Study | None:
-    """The study less the parts its errors point at, so the rest can still be checked (None if it cannot be).
-
-    An unknown key, a bad search entry or a bad setting is dropped; an arm is never dropped (the others
-    would be renumbered) and neither are `name` and `arms`.
-    """
-    tree = copy.deepcopy(raw)
-    for _ in range(rounds):
-        if not all(_drop(tree, tuple(item["loc"])) for item in error.errors()):
-            return None
-        try:
-            return Study.model_validate(tree)
-        except ValidationError as again:
-            error = again
-    return None
-
-
-def _drop(tree: dict[str, Any], loc: tuple[Any, ...]) -> bool:
-    """Delete the innermost mapping entry on `loc` that may go; False when there is none."""
-    shortest = 3 if loc[:1] == ("arms",) else 1
-    for end in range(len(loc), shortest - 1, -1):
-        *parents, last = loc[:end]
-        node: Any = tree
-        for part in parents:
-            inside = isinstance(node, dict) and part in node
-            indexed = isinstance(node, list) and isinstance(part, int) and part < len(node)
-            if not (inside or indexed):
-                break
-            node = node[part]
-        else:
-            if isinstance(node, dict) and last in node and not (node is tree and last in REQUIRED):
-                del node[last]
-                return True
-    return False
