@@ -225,6 +225,8 @@ def run_arm(study: Study, arm: Arm, spec: ArmSpec, storage_url: str, run_tag: st
     experiment = f"{study.name}.{arm.name}"
     path = f"{spec.storage_path.rstrip('/')}/{experiment}"
     restored = resume and tune.Tuner.can_restore(path)
+    if resume and not restored:
+        say(f"{arm.name}: no saved search state at {path}: the arm starts from the beginning")
     if resume:  # before any trial of the arm runs: runs still open now were left by the stopped driver
         known = restored_trial_outcomes(path) if restored else {}
         closed = tracking.close_interrupted_trials(spec.tracking_uri, spec.parent_run_id, arm.name, known)

@@ -226,6 +226,7 @@ def test_ctrl_c_stops_the_whole_study_and_resume_finishes_it(tmp_path):
     assert stopped and {r.info.status for r in stopped} == {"KILLED"}
 
     wait(start(tmp_path, str(path), "--resume"), tmp_path)
+    assert "probe: no saved search state at" in (tmp_path / "run1.log").read_text()  # it had not started
 
     _, after, runs = trials(tmp_path, "ctrl_c_test")
     assert len([r for r in runs if r.data.tags.get("clipstudy.role") == "study"]) == 1
