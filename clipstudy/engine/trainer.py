@@ -77,15 +77,17 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""`train.precision` -> the autocast dtype (None: no autocast)."""
+PRECISION_NAMES = {dtype: name for name, dtype in AUTOCAST_DTYPES.items()}
+
+
 def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None for fp32."""
     if name == "auto":
         cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         return torch.bfloat16 if cuda_bf16 else None
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
-
-
-PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+    return AUTOCAST_DTYPES[name]
 
 
 def device_name(device: torch.device) -> str:
