@@ -14,7 +14,7 @@ It splits what the platform adds into
     process start, imports and building the model and data),
   - per epoch: the median time between epoch lines in the study minus that in `clipstudy train`.
 startup: the once-per-study steps of the driver, one after the other in a fresh process: importing
-`clipstudy.study`, loading and validating the quickstart, `ray.init` of a local instance, and opening the
+`clipstudy.study.runner`, loading and validating the quickstart, `ray.init` of a local instance, and opening the
 study's MLflow run on a new SQLite store and on an existing one.
 asha: the quickstart study with ASHA and with FIFO (same seeded sampler, so the same configs
 within Optuna's random start-up trials): epochs trained and the best validation accuracy per arm.
@@ -179,9 +179,9 @@ def step(name):
     print(f"| {name} | {time.perf_counter() - start:.2f} |", flush=True)
     start = time.perf_counter()
 
-import clipstudy.study as study_module
+import clipstudy.study.runner as study_module
 from clipstudy import tracking
-step("import clipstudy.study (Ray Tune, MLflow, pandas)")
+step("import clipstudy.study.runner (Ray Tune, MLflow, pandas)")
 study = study_module.load_study(QUICKSTART)
 step("load and validate the quickstart (imports torch and the method and dataset registries)")
 import ray

@@ -14,22 +14,22 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from clipstudy.analysis.selection import best_trials, status_counts
 from clipstudy.studyfile import Study, load_study
-from clipstudy.summary import best_trials, status_counts
 
 if TYPE_CHECKING:
-    from clipstudy.study import RunOptions
+    from clipstudy.study.runner import RunOptions
 
 
 def run_study(study, options: RunOptions | None = None) -> pd.DataFrame:
-    from clipstudy.study import run_study as run
+    from clipstudy.study.runner import run_study as run
 
     return run(study, options)
 
 
 def __getattr__(name: str):
     if name == "RunOptions":
-        from clipstudy.study import RunOptions
+        from clipstudy.study.runner import RunOptions
 
         return RunOptions
     raise AttributeError(name)

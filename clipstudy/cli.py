@@ -152,7 +152,7 @@ def train(
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else f"{value:,}")
     console.print(table)
     if out is not None:
-        from clipstudy.results import write_result
+        from clipstudy.tracking.artifacts import write_result
 
         console.print(f"results written to {write_result(result, out)}")
 
@@ -165,7 +165,7 @@ def validate(
     ] = None,
 ) -> None:
     """Check study files without running anything (every problem, by file and field path)."""
-    from clipstudy.feasibility import check, load_launcher_cluster
+    from clipstudy.study.feasibility import check, load_launcher_cluster
     from clipstudy.studyfile import load_study
 
     try:
@@ -209,7 +209,7 @@ def run(
 ) -> None:
     """Run a study's search on Ray Tune and record it in MLflow."""
     try:
-        from clipstudy.study import RunOptions, run_study
+        from clipstudy.study.runner import RunOptions, run_study
     except ImportError as error:
         raise missing_extra("clipstudy run", error) from None
     config = str(cluster) if cluster else None
@@ -223,7 +223,7 @@ def run(
         raise typer.Exit(INTERRUPTED) from None
     except ClipstudyError as error:
         raise fail(error) from None
-    from clipstudy.summary import print_summary
+    from clipstudy.analysis.summary import print_summary
 
     print_summary(console, trials, trials.attrs.get("tracking_uri"), str(study_file))
 
@@ -253,7 +253,7 @@ def report(
     except ClipstudyError as error:
         raise fail(error) from None
     from clipstudy.analysis.report import display_arms
-    from clipstudy.summary import print_table
+    from clipstudy.analysis.summary import print_table
 
     brief = ["arm", "method", "test acc %", "best val acc %", "trainable params", "compute"]
     shown = display_arms(result.arms)[[*(["study"] if result.arms.study.nunique() > 1 else []), *brief]]

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from optuna.trial import TrialState
 
 from clipstudy.analysis.load import StudyRecord
-from clipstudy.summary import ARM, STATUS, selection_score
+from clipstudy.analysis.selection import ARM, STATUS, selection_score
 
 MIN_TRIALS_FOR_IMPORTANCE = 3
 LOG_SPAN = 20.0

@@ -11,8 +11,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from clipstudy.analysis.load import StudyRecord
+from clipstudy.analysis.selection import ARM, STATUS
 from clipstudy.analysis.tables import pareto_front
-from clipstudy.summary import ARM, STATUS
 
 STATUS_STYLE = {
     "completed": {"linestyle": "-", "alpha": 0.9, "color": "tab:green"},

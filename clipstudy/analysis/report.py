@@ -19,9 +19,9 @@ from clipstudy.analysis import plots
 from clipstudy.analysis.document import NA, Block, Heading, Image, Paragraph, Table, to_html, to_markdown
 from clipstudy.analysis.importance import importance_figure, parallel_coordinates, rebuild_search
 from clipstudy.analysis.load import StudyRecord
+from clipstudy.analysis.selection import ARM, STATUS
 from clipstudy.analysis.tables import arm_table, class_extremes, confused_pairs, protocol_table, seed_repeats
 from clipstudy.errors import ConfigError
-from clipstudy.summary import ARM, STATUS
 
 FORMATS = ("md", "html", "csv")
 REPORT_ARTIFACT_DIR = "report"

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from clipstudy.analysis.load import StudyRecord
-from clipstudy.summary import ARM, STATUS, STATUSES, best_trials, status_counts
+from clipstudy.analysis.selection import ARM, STATUS, STATUSES, best_trials, status_counts
 
 METHOD = "tags.clipstudy.method"
 RESOURCE_TAG = "tags.clipstudy.resources"

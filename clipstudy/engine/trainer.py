@@ -31,7 +31,7 @@ from clipstudy.data.feature_cache import FeatureCache
 from clipstudy.engine.metrics import evaluate_predictions
 from clipstudy.engine.optim import build_optimizer, build_scheduler
 from clipstudy.engine.transfer import open_transfer_sets, transfer_metrics
-from clipstudy.engine.wise import weight_ensemble_curve
+from clipstudy.engine.weight_ensemble import weight_ensemble_curve
 from clipstudy.errors import ConfigError, TrialFailed
 from clipstudy.methods import METHODS, BuildContext, Method
 from clipstudy.methods.objective import apply_token_masking, build_objective

@@ -1,18 +1,13 @@
-"""The method registry: `clipstudy ls methods` lists it and the tests iterate over it."""
+"""Adaptation methods: each supplies what differs (trainable parameters, logits, extra losses) to THE engine.
 
-from clipstudy.errors import ConfigError
-from clipstudy.registry import Registry
+One file a method; importing this package registers them all in `METHODS`.
+"""
 
-METHODS: Registry = Registry("method", ConfigError)
+from clipstudy.methods import clip_cite, flyp, full_ft, linear_probe, lora, zero_shot
+from clipstudy.methods.base import BuildContext, Method, ParamGroup
+from clipstudy.methods.registry import METHODS
 
-from clipstudy.methods import (  # noqa: E402,F401  (registers them)
-    clip_cite,
-    flyp,
-    full_ft,
-    linear_probe,
-    lora,
-    zero_shot,
-)
-from clipstudy.methods.base import BuildContext, Method, ParamGroup  # noqa: E402
+REGISTERED = (clip_cite, flyp, full_ft, linear_probe, lora, zero_shot)
+"""The method modules, imported for their registration."""
 
 __all__ = ["METHODS", "BuildContext", "Method", "ParamGroup"]

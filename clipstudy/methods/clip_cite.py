@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from clipstudy.methods import METHODS
 from clipstudy.methods.base import BuildContext, Method
 from clipstudy.methods.flyp import build_both_towers
+from clipstudy.methods.registry import METHODS
 from clipstudy.models.classifier import ImageClassifier
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from clipstudy.methods import METHODS
 from clipstudy.methods.base import BuildContext, Method
+from clipstudy.methods.registry import METHODS
 from clipstudy.models.classifier import ImageClassifier
 from clipstudy.models.heads import TextHead
 

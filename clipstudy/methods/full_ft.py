@@ -6,8 +6,8 @@ from torch import nn
 
 from clipstudy.config import TrialConfig
 from clipstudy.errors import ConfigError
-from clipstudy.methods import METHODS
 from clipstudy.methods.base import BuildContext, Method, ParamGroup, image_feature_dim, make_head, split_decay
+from clipstudy.methods.registry import METHODS
 from clipstudy.models.classifier import ImageClassifier
 
 STEM = ("conv1", "class_embedding", "positional_embedding", "ln_pre", "patch_dropout")

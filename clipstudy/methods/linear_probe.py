@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from clipstudy.config import TrialConfig
 from clipstudy.errors import ConfigError
-from clipstudy.methods import METHODS
 from clipstudy.methods.base import BuildContext, Method, image_feature_dim, make_head
+from clipstudy.methods.registry import METHODS
 from clipstudy.models.classifier import ImageClassifier
 from clipstudy.models.heads import LinearHead
 

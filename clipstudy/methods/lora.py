@@ -6,8 +6,8 @@ import torch
 
 from clipstudy.config import TrialConfig
 from clipstudy.errors import ConfigError
-from clipstudy.methods import METHODS
 from clipstudy.methods.base import BuildContext, Method, ParamGroup, image_feature_dim, make_head, split_decay
+from clipstudy.methods.registry import METHODS
 from clipstudy.models.classifier import ImageClassifier
 
 

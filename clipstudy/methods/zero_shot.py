@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from clipstudy.methods import METHODS
 from clipstudy.methods.base import BuildContext, Method
+from clipstudy.methods.registry import METHODS
 from clipstudy.models.classifier import ImageClassifier
 from clipstudy.models.heads import TextHead
 

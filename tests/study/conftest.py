@@ -50,7 +50,7 @@ def finished_study(tmp_path_factory):
     """
     import ray
 
-    from clipstudy.study import RunOptions, run_study
+    from clipstudy.study.runner import RunOptions, run_study
 
     workdir = tmp_path_factory.mktemp("study")
     os.environ.pop("MLFLOW_TRACKING_URI", None)

@@ -19,7 +19,7 @@ ray = pytest.importorskip("ray")
 jsonschema = pytest.importorskip("jsonschema")
 autoscaler_util = pytest.importorskip("ray.autoscaler._private.util")
 
-CLUSTER_YAML = Path(__file__).resolve().parents[1] / "cluster.yaml"
+CLUSTER_YAML = Path(__file__).resolve().parents[2] / "cluster.yaml"
 
 # GPUs per instance for types a worker may name without an explicit GPU resource.
 GPU_INSTANCE_TYPES = {

@@ -8,7 +8,7 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
-from clipstudy.study import OPTUNA_DB
+from clipstudy.study.runner import OPTUNA_DB
 from tests.study.conftest import PROGRESS_LOG
 
 pytestmark = pytest.mark.slow
@@ -105,7 +105,7 @@ def test_diverging_trial_is_failed_with_its_reason_and_the_study_goes_on(finishe
 
 
 def test_results_frame_and_summary(finished_study):
-    from clipstudy.summary import best_trials, status_counts
+    from clipstudy.analysis.selection import best_trials, status_counts
 
     _, _, trials = finished_study
     assert (trials.attrs["metric"], trials.attrs["mode"]) == ("val/acc", "max")

@@ -2,7 +2,7 @@ import optuna
 import pytest
 from pydantic import ValidationError
 
-from clipstudy.search_space import Dist, grid, sample
+from clipstudy.studyfile.search_space import Dist, grid, sample
 
 
 def test_exactly_one_kind_and_ordered_bounds():

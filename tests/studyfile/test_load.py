@@ -6,7 +6,7 @@ import yaml
 from clipstudy.errors import ConfigError
 from clipstudy.studyfile import load_study
 
-STUDIES = sorted((Path(__file__).parents[1] / "studies").glob("*.yaml"))
+STUDIES = sorted((Path(__file__).parents[2] / "studies").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.name)
@@ -17,7 +17,7 @@ def test_shipped_studies_validate(path):
 
 
 def test_quickstart_has_the_four_arms():
-    study = load_study(Path(__file__).parents[1] / "studies" / "quickstart.yaml")
+    study = load_study(Path(__file__).parents[2] / "studies" / "quickstart.yaml")
     assert [a.name for a in study.arms] == ["zero_shot", "linear_probe", "full_ft", "lora"]
     assert {study.arm_config(a).model.arch for a in study.arms} == {"clipstudy-tiny"}
     assert {study.arm_config(a).data.name for a in study.arms} == {"digits"}
@@ -170,7 +170,7 @@ def test_a_study_round_trips_through_yaml(path, tmp_path):
 def test_local_mode_gives_trials_the_gpu_when_the_study_does_not_say(tmp_path, monkeypatch):
     import torch
 
-    from clipstudy.study import local_defaults
+    from clipstudy.study.runner import local_defaults
 
     arms = [{"name": "a", "method": "lora"}]
     plain = load_study(write(tmp_path, {"name": "x", "arms": arms}))

@@ -15,7 +15,7 @@ with `ray stop`, which would stop every Ray process on the machine.
 Which node ran a trial: each Tune result records the pid of the trial's actor, and Ray's State API
 (`ray list actors`) gives that actor's node id. Both nodes have the same IP, hence ids, not IPs.
 
-Why each node gets a trial of the command's job (see tests/studies/two_node.yaml): Tune reuses actors, and
+Why each node gets a trial of the command's job (see tests/study/studies/two_node.yaml): Tune reuses actors, and
 a pending trial takes a freed-up actor rather than wait for its own to start. So both trials start together
 (`max_concurrent: 2`), each node on its own core (so neither actor's start-up is slowed by the other
 node's training: they come up within seconds of each other), and a trial lasts longer (~20 s) than that gap.

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from clipstudy import study as study_module
-from clipstudy.trial import PLANNED
+from clipstudy.study import runner as study_module
+from clipstudy.study.driver import PLANNED
 from tests.study.conftest import write_study
 
 
@@ -58,7 +58,7 @@ def test_a_finished_trial_tune_lost_is_taken_over_not_run_again(tmp_path):
     """The driver stopped before Tune's first snapshot of the arm: Tune proposes the zero-shot trial again,
     and the new trial takes the recorded run over instead of evaluating (and recording) it twice."""
     from clipstudy import tracking
-    from clipstudy.study import RunOptions, run_study
+    from clipstudy.study.runner import RunOptions, run_study
 
     study = {
         "name": "lost_trial",

@@ -31,7 +31,7 @@ STATUS, GPU_IDS = "tags.clipstudy.status", "tags.clipstudy.resources.gpu_ids"
 
 
 def run(folder, name: str, arm: dict):
-    from clipstudy.study import RunOptions, run_study
+    from clipstudy.study.runner import RunOptions, run_study
 
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     spec = {"name": name, "base": BASE, "scheduler": {"kind": "fifo"}, "max_failures": 0, "arms": [arm]}

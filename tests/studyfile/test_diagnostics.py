@@ -3,8 +3,8 @@
 import pytest
 from pydantic import ValidationError
 
-from clipstudy.structure_errors import field_names, field_path, salvage
-from clipstudy.studyfile import NAMED_LISTS, REQUIRED, Study
+from clipstudy.studyfile.diagnostics import field_names, field_path, salvage
+from clipstudy.studyfile.schema import NAMED_LISTS, REQUIRED, Study
 
 
 def errors_of(raw: dict) -> ValidationError:

@@ -22,8 +22,8 @@ import ray
 
 from clipstudy.config import load_yaml
 from clipstudy.errors import ConfigError
-from clipstudy.feasibility import Cluster, NodeType, check, launcher_cluster, load_launcher_cluster, problems
-from clipstudy.progress import say
+from clipstudy.study.feasibility import Cluster, NodeType, check, launcher_cluster, load_launcher_cluster, problems
+from clipstudy.study.progress import say
 from clipstudy.studyfile import Arm, Study
 
 BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"

@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from clipstudy.config import TrialConfig, check_keys, flatten, load_yaml, override_layers, resolve_config
 from clipstudy.errors import ConfigError, did_you_mean
-from clipstudy.search_space import Dist, grid
-from clipstudy.structure_errors import salvage, structure_problem
+from clipstudy.studyfile.diagnostics import salvage, structure_problem
+from clipstudy.studyfile.search_space import Dist, grid
 
 METRICS = ("val/acc", "val/loss", "train/acc", "train/loss")
 

@@ -27,7 +27,7 @@ TWO_WORKERS = {
 def run(tmp_path, resources: dict):
     import ray
 
-    from clipstudy.study import RunOptions, run_study
+    from clipstudy.study.runner import RunOptions, run_study
 
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     study_file = write_study(tmp_path, {**TWO_WORKERS, "resources": resources})

@@ -14,7 +14,7 @@ from typing import Any
 from ray import tune
 from rich.console import Console
 
-from clipstudy.trial import PLANNED, was_pruned
+from clipstudy.study.protocol import PLANNED, was_pruned
 
 CONSOLE = Console()  # follows sys.stdout as it is at each print (Tune pickles callbacks: none holds a Console)
 FINISHED = ("TERMINATED", "ERROR")

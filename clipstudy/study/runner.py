@@ -8,7 +8,6 @@ hopeless trials after any epoch. A study interrupted anywhere continues with `re
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import shlex
 from dataclasses import dataclass
@@ -19,54 +18,17 @@ import pandas as pd
 import ray
 import yaml
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search import BasicVariantGenerator
-from ray.tune.search.optuna import OptunaSearch
 
 from clipstudy import tracking
 from clipstudy.errors import ConfigError, StudyInterrupted
-from clipstudy.feasibility import DRIVER_CPUS, holds_driver
-from clipstudy.node_types import check_feasible
-from clipstudy.progress import StudyProgress, say
-from clipstudy.search_space import Dist, grid, sample
-from clipstudy.stopping import StopRequest
+from clipstudy.study.cluster import check_feasible
+from clipstudy.study.driver import ArmSpec, trial_driver
+from clipstudy.study.feasibility import DRIVER_CPUS, holds_driver
+from clipstudy.study.progress import StudyProgress, say
+from clipstudy.study.protocol import RUN_ID, was_pruned
+from clipstudy.study.search import OPTUNA_DB, num_samples, scheduler, searcher
+from clipstudy.study.stopping import StopRequest
 from clipstudy.studyfile import Arm, Resources, Study, load_study
-from clipstudy.trial import RUN_ID, ArmSpec, trial_driver, was_pruned
-
-OPTUNA_DB = "optuna.db"
-
-
-class PruneAwareOptunaSearch(OptunaSearch):
-    """OptunaSearch that tells Optuna the truth about early-stopped trials.
-
-    Ray's OptunaSearch records a trial stopped by ASHA as COMPLETE with its low-fidelity value,
-    which misleads TPE and "best trial". Here intermediate values are reported per epoch
-    (step = epoch) and such trials are told PRUNED.
-    """
-
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self._completed_trials or self.metric not in result:
-            return
-        self._ot_trials[trial_id].report(result[self.metric], int(result["epoch"]))
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if not error and was_pruned(result) and trial_id not in self._completed_trials:
-            from optuna.trial import TrialState
-
-            self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
-            self._completed_trials.add(trial_id)
-            return
-        super().on_trial_complete(trial_id, result, error)
-
-    def restore(self, checkpoint_path: str) -> None:
-        """Restore, then fail the Optuna trials asked after the checkpoint: no Tune trial will report them."""
-        super().restore(checkpoint_path)
-        from optuna.trial import TrialState
-
-        known = {trial.number for trial in self._ot_trials.values()}
-        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if trial.number not in known:
-                self._ot_study.tell(trial.number, state=TrialState.FAIL)
 
 
 class StatusCallback(tune.Callback):
@@ -88,17 +50,6 @@ class StatusCallback(tune.Callback):
 
 
 @dataclass
-class ArmSpace:
-    """The define-by-run space of one arm (a class, not a lambda: Tune pickles the searcher)."""
-
-    space: dict[str, Dist]
-    fixed: dict[str, Any]
-
-    def __call__(self, trial: Any) -> dict[str, Any]:
-        return sample(self.space, trial, self.fixed)
-
-
-@dataclass
 class RunOptions:
     arms: list[str] | None = None
     overrides: list[str] | None = None
@@ -113,48 +64,6 @@ class RunOptions:
     def __post_init__(self) -> None:
         if self.local and self.cluster_config:
             raise ConfigError("--cluster describes a cluster to run on, --local runs on this machine: drop one")
-
-
-def searcher(study: Study, arm: Arm, storage_url: str, run_tag: str) -> Any:
-    """Optuna (define-by-run over the arm's space), or Tune's generator for arms with nothing to search."""
-    if not arm.search:
-        return BasicVariantGenerator()
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    fixed = study.fixed_values(arm)
-    samplers = {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=study.search.seed),
-        "random": lambda: optuna.samplers.RandomSampler(seed=study.search.seed),
-        "grid": lambda: optuna.samplers.GridSampler(grid(arm.search), seed=study.search.seed),
-    }
-    return PruneAwareOptunaSearch(
-        space=ArmSpace(arm.search, fixed),
-        metric=study.metric,
-        mode=study.mode,
-        sampler=samplers[study.search.algorithm](),
-        study_name=f"{study.name}.{arm.name}.{run_tag}",
-        storage=optuna.storages.RDBStorage(storage_url),
-    )
-
-
-def num_samples(study: Study, arm: Arm) -> int:
-    if study.search.algorithm == "grid" and arm.search:
-        return arm.trials * math.prod(len(v) for v in grid(arm.search).values())
-    return arm.trials
-
-
-def scheduler(study: Study, epochs: int) -> Any:
-    if study.scheduler.kind == "fifo" or epochs < 2:
-        return FIFOScheduler()
-    return ASHAScheduler(
-        time_attr="epoch",
-        metric=study.metric,
-        mode=study.mode,
-        max_t=epochs,
-        grace_period=min(study.scheduler.grace_period, epochs),
-        reduction_factor=study.scheduler.reduction_factor,
-    )
 
 
 def trial_resources(resources: Resources) -> dict[str, float]:

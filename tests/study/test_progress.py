@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from clipstudy.progress import StudyProgress
-from clipstudy.trial import PLANNED
+from clipstudy.study.driver import PLANNED
+from clipstudy.study.progress import StudyProgress
 
 
 @dataclass

@@ -42,7 +42,7 @@ def one_fake_gpu():
 
 
 def run(folder, spec: dict):
-    from clipstudy.study import RunOptions, run_study
+    from clipstudy.study.runner import RunOptions, run_study
 
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     return run_study(write_study(folder, spec), RunOptions(local=True, workdir=str(folder)))
@@ -135,7 +135,7 @@ def test_a_worker_group_given_a_gpu_is_placed_and_set_up_for_nccl(one_fake_gpu, 
 def local_defaults_on(study: Study, gpus: int, cores: int) -> Study:
     import torch
 
-    from clipstudy.study import local_defaults
+    from clipstudy.study.runner import local_defaults
 
     with (
         mock.patch.object(torch.cuda, "is_available", return_value=gpus > 0),

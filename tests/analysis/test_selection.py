@@ -3,7 +3,8 @@
 import pandas as pd
 from rich.console import Console
 
-from clipstudy.summary import best_trials, print_summary, status_counts
+from clipstudy.analysis.selection import best_trials, status_counts
+from clipstudy.analysis.summary import print_summary
 
 
 def trials_frame(metric: str, mode: str) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """The worker side of a trial: `train_fn_per_worker` runs THE engine and reports every epoch.
 
-It lives apart from `clipstudy.trial` so that the study driver, which only schedules trials, never
+It lives apart from `clipstudy.study.driver` so that the study driver, which only schedules trials, never
 imports torch and the engine (about half of its start-up time; see docs/benchmarks.md): the trial
 actor imports this module when it builds its `TorchTrainer`.
 """
@@ -20,7 +20,7 @@ from clipstudy import tracking
 from clipstudy.config import TrialConfig
 from clipstudy.engine import Callback, Trainer
 from clipstudy.errors import TrialFailed
-from clipstudy.trial import PLANNED, RUN_ID, quiet_ray_logs
+from clipstudy.study.protocol import PLANNED, RUN_ID, quiet_ray_logs
 
 CHECKPOINT_FILE = "trial.pt"
 

@@ -416,7 +416,7 @@ def log_epoch(uri: str, run_id: str, metrics: dict[str, float], epoch: int) -> N
 def log_result(uri: str, run_id: str, result: TrialResult) -> None:
     """Log the final metrics (at the last epoch's step), the result's curves (at their own steps) and the
     result files as artifacts."""
-    from clipstudy.results import write_result  # imports the engine (torch): only when a result is logged
+    from clipstudy.tracking.artifacts import write_result  # imports the engine (torch): only when a result is logged
 
     last = int(result.history[-1].get("epoch", len(result.history) - 1)) if result.history else 0
     _log_metrics(uri, run_id, _numeric(result.metrics), last)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from clipstudy.errors import ConfigError
-from clipstudy.feasibility import (
+from clipstudy.study.feasibility import (
     Cluster,
     NodeType,
     check,
@@ -18,7 +18,7 @@ from clipstudy.feasibility import (
 )
 from clipstudy.studyfile import Resources, Study
 
-CLUSTER_YAML = Path(__file__).parents[1] / "cluster.yaml"
+CLUSTER_YAML = Path(__file__).parents[2] / "cluster.yaml"
 HEAD = NodeType("head", 6, 0)
 GPU_NODE = NodeType("gpu", 4, 1, count=4)
 LAUNCHED = Cluster("the cluster", fixed=(HEAD,), scalable=(GPU_NODE, NodeType("cpu", 16, 0, count=2)), max_workers=5)

@@ -15,7 +15,7 @@ import threading
 from types import FrameType
 
 from clipstudy.errors import StudyInterrupted
-from clipstudy.progress import say
+from clipstudy.study.progress import say
 
 TUNE_SIGINT = "TUNE_DISABLE_SIGINT_HANDLER"
 TUNE_CHATTER = {

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 from ray.core.generated import autoscaler_pb2
 
-from clipstudy import node_types
 from clipstudy.errors import ConfigError
-from clipstudy.feasibility import NodeType
+from clipstudy.study import cluster as node_types
+from clipstudy.study.feasibility import NodeType
 from clipstudy.studyfile import Study
 
-CLUSTER_YAML = str(Path(__file__).parents[1] / "cluster.yaml")
+CLUSTER_YAML = str(Path(__file__).parents[2] / "cluster.yaml")
 HEAD = (NodeType("node 10.0.0.1", 6, 0),)
 
 
@@ -87,7 +87,7 @@ def test_a_given_launcher_config_wins_and_live_nodes_are_final_with_local(cluste
 
 
 def test_run_options_refuse_a_cluster_config_with_local():
-    from clipstudy.study import RunOptions
+    from clipstudy.study.runner import RunOptions
 
     with pytest.raises(ConfigError, match=r"--cluster .* --local"):
         RunOptions(local=True, cluster_config=CLUSTER_YAML)

@@ -1,7 +1,7 @@
 """One Tune trial: a driver (a Tune function trainable) that launches a Ray Train `TorchTrainer`.
 
 Ray Train V2 pattern: `trial_driver` resolves the trial's config, opens its MLflow child run and
-runs a `TorchTrainer` around `train_fn_per_worker` (`clipstudy.trial_worker`, imported only in the
+runs a `TorchTrainer` around `train_fn_per_worker` (`clipstudy.study.worker`, imported only in the
 trial's process), which runs THE engine. Every epoch the worker
 logs metrics to MLflow and reports them with an epoch checkpoint, so ASHA can stop the trial after
 any epoch and a restarted trial continues from its last epoch.
@@ -14,7 +14,6 @@ Multi-worker trials use a worker group, `TuneReportCallback` and Ray Train's Fai
 
 from __future__ import annotations
 
-import logging
 import re
 import traceback
 from dataclasses import dataclass, field
@@ -25,23 +24,11 @@ from ray.train import FailureConfig, RunConfig, ScalingConfig
 
 from clipstudy import tracking
 from clipstudy.errors import TrialFailed
+from clipstudy.study.protocol import FAILURE_FILE, PLANNED, quiet_ray_logs
 from clipstudy.studyfile import Resources, Study
 
 if TYPE_CHECKING:
     from ray.train.torch import TorchTrainer
-
-RUN_ID = "mlflow_run_id"
-PLANNED = "epochs_planned"
-FAILURE_FILE = "failure.txt"
-"""Artifact of a failed trial: the whole error, traceback included (the reason tag has one line of it)."""
-
-
-def was_pruned(result: dict[str, Any] | None) -> bool:
-    """A trial that stopped before its planned last epoch, without an error, was stopped by ASHA."""
-    if not result or "epoch" not in result or PLANNED not in result:
-        return False
-    return result["epoch"] < result[PLANNED]
-
 
 @dataclass
 class ArmSpec:
@@ -61,19 +48,6 @@ class ArmSpec:
     @property
     def in_process(self) -> bool:
         return self.resources.workers == 1 and self.resources.in_process
-
-
-QUIET_LOGGERS = (
-    "ray.train.v2.api.config",  # "Running in local mode" for every in-process trial
-    "ray.train.v2._internal.execution.storage",  # "Checkpoint successfully created" every epoch
-    "ray.train._internal.storage",
-)
-
-
-def quiet_ray_logs() -> None:
-    """Keep Ray Train's per-trial and per-epoch INFO lines out of the study's console (warnings still show)."""
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def trial_driver(params: dict[str, Any], spec: ArmSpec) -> None:
@@ -112,7 +86,7 @@ def make_trainer(spec: ArmSpec, loop_config: dict[str, Any], trial_id: str) -> T
     """The trial's `TorchTrainer` (built in the trial's process: it imports torch and the engine)."""
     from ray.train.torch import TorchTrainer
 
-    from clipstudy.trial_worker import train_fn_per_worker
+    from clipstudy.study.worker import train_fn_per_worker
 
     if spec.in_process:
         return TorchTrainer(
