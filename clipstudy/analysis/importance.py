@@ -16,7 +16,8 @@ from matplotlib.figure import Figure
 from optuna.trial import TrialState
 
 from clipstudy.analysis.load import StudyRecord
-from clipstudy.analysis.selection import ARM, STATUS, selection_score
+from clipstudy.analysis.selection import selection_score
+from clipstudy.tracking.schema import ARM_COLUMN, STATUS_COLUMN
 
 MIN_TRIALS_FOR_IMPORTANCE = 3
 LOG_SPAN = 20.0
@@ -48,7 +49,7 @@ def infer_distribution(values: pd.Series) -> tuple[optuna.distributions.BaseDist
 
 def rebuild_search(record: StudyRecord, arm: str, metric: str = "val/acc", mode: str = "max") -> optuna.Study:
     """An in-memory Optuna study of one arm: completed trials with their val score, pruned ones as PRUNED."""
-    members = record.trials[record.trials[ARM] == arm].reset_index(drop=True)
+    members = record.trials[record.trials[ARM_COLUMN] == arm].reset_index(drop=True)
     searched = [c for c in members if c.startswith("params.") and members[c].nunique(dropna=True) > 1]
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" per arm
     study = optuna.create_study(direction="maximize" if mode == "max" else "minimize", study_name=arm)
@@ -60,7 +61,7 @@ def rebuild_search(record: StudyRecord, arm: str, metric: str = "val/acc", mode:
         distribution, values = infer_distribution(present)
         columns[column.removeprefix("params.")] = (distribution, dict(zip(present.index, values, strict=True)))
     scores = selection_score(members, metric)
-    for i, status in enumerate(members[STATUS]):
+    for i, status in enumerate(members[STATUS_COLUMN]):
         params = {name: values[i] for name, (_, values) in columns.items() if i in values}
         distributions = {name: columns[name][0] for name in params}
         state, value = _state(status, scores.iloc[i])

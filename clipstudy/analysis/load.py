@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from clipstudy import tracking
 from clipstudy.errors import ConfigError
+from clipstudy.tracking import read, store
 
 HISTORY_KEYS = ("train/acc", "train/loss", "val/acc", "val/loss", "epoch_time_s", "throughput_img_s", "peak_mem_mb")
 
@@ -40,20 +40,20 @@ def resolve_study(ref: str, workdir: str | Path = ".", tracking_uri: str | None 
         from clipstudy.studyfile import load_study
 
         study = load_study(path)
-        return study.name, tracking_uri or tracking.resolve_tracking_uri(study.tracking_uri, workdir)
-    return ref, tracking_uri or tracking.resolve_tracking_uri(None, workdir)
+        return study.name, tracking_uri or store.resolve_tracking_uri(study.tracking_uri, workdir)
+    return ref, tracking_uri or store.resolve_tracking_uri(None, workdir)
 
 
 def load_record(name: str, tracking_uri: str, invocation: str = "latest") -> StudyRecord:
     """Read a study: `invocation` is `latest` (its newest parent run), `all`, or a parent run id."""
-    store = tracking.sqlite_file(tracking_uri)
-    if store is not None and not store.exists():
+    database = store.sqlite_file(tracking_uri)
+    if database is not None and not database.exists():
         raise ConfigError(
-            f"no MLflow store at {store}: run a study there first (`clipstudy run`), or point to its store "
+            f"no MLflow store at {database}: run a study there first (`clipstudy run`), or point to its store "
             "with --workdir or --tracking-uri"
         )
-    tracking.check_reachable(tracking_uri)
-    parents = tracking.study_runs(tracking_uri, name)
+    store.check_reachable(tracking_uri)
+    parents = read.study_runs(tracking_uri, name)
     parent_ids = list(parents.run_id) if not parents.empty else []
     if invocation == "all":
         chosen = None
@@ -66,8 +66,8 @@ def load_record(name: str, tracking_uri: str, invocation: str = "latest") -> Stu
     else:
         listing = ", ".join(parent_ids) or "none"
         raise ConfigError(f"study '{name}' has no invocation (parent run) '{invocation}'; its runs: {listing}")
-    trials = tracking.trial_runs(tracking_uri, name, chosen)
+    trials = read.trial_runs(tracking_uri, name, chosen)
     run_ids = list(trials.run_id) if not trials.empty else []
-    histories = tracking.metric_histories(tracking_uri, run_ids, HISTORY_KEYS)
+    histories = read.metric_histories(tracking_uri, run_ids, HISTORY_KEYS)
     kept = [chosen] if chosen else parent_ids
     return StudyRecord(name, tracking_uri, chosen, kept, trials, histories)

@@ -11,8 +11,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from clipstudy.analysis.load import StudyRecord
-from clipstudy.analysis.selection import ARM, STATUS
 from clipstudy.analysis.tables import pareto_front
+from clipstudy.tracking.schema import ARM_COLUMN, STATUS_COLUMN
 
 STATUS_STYLE = {
     "completed": {"linestyle": "-", "alpha": 0.9, "color": "tab:green"},
@@ -89,11 +89,11 @@ def learning_curves(record: StudyRecord, table: pd.DataFrame) -> Figure:
 
 def search_trials(record: StudyRecord) -> Figure:
     """Every trial's val accuracy per epoch, one panel per arm: pruned trials end early, with an ×."""
-    arms = sorted(record.trials[ARM].unique()) if not record.trials.empty else []
+    arms = sorted(record.trials[ARM_COLUMN].unique()) if not record.trials.empty else []
     fig, axes = _grid(max(len(arms), 1))
     for ax, arm in zip(axes, arms, strict=False):
-        members = record.trials[record.trials[ARM] == arm]
-        for run_id, status in zip(members.run_id, members[STATUS].fillna("running"), strict=True):
+        members = record.trials[record.trials[ARM_COLUMN] == arm]
+        for run_id, status in zip(members.run_id, members[STATUS_COLUMN].fillna("running"), strict=True):
             curve = record.curve(run_id, "val/acc")
             if curve.empty:
                 continue
@@ -107,7 +107,7 @@ def search_trials(record: StudyRecord) -> Figure:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlim(-0.3, max(1.0, ax.get_xlim()[1]))
         ax.grid(True, alpha=0.3)
-    shown = set(record.trials[STATUS].fillna("running")) if STATUS in record.trials else set()
+    shown = set(record.trials[STATUS_COLUMN].fillna("running")) if STATUS_COLUMN in record.trials else set()
     handles = [
         Line2D([], [], marker="x" if status != "completed" else ".", label=STATUS_LABEL[status], **style)
         for status, style in STATUS_STYLE.items()

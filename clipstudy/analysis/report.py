@@ -14,14 +14,14 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from clipstudy import tracking
 from clipstudy.analysis import plots
 from clipstudy.analysis.document import NA, Block, Heading, Image, Paragraph, Table, to_html, to_markdown
 from clipstudy.analysis.importance import importance_figure, parallel_coordinates, rebuild_search
 from clipstudy.analysis.load import StudyRecord
-from clipstudy.analysis.selection import ARM, STATUS
 from clipstudy.analysis.tables import arm_table, class_extremes, confused_pairs, protocol_table, seed_repeats
 from clipstudy.errors import ConfigError
+from clipstudy.tracking import read, runs
+from clipstudy.tracking.schema import ARM_COLUMN, CONFUSION_FILE, PER_CLASS_FILE, STATUS_COLUMN
 
 FORMATS = ("md", "html", "csv")
 REPORT_ARTIFACT_DIR = "report"
@@ -130,7 +130,9 @@ class ReportWriter:
 def check_records(records: list[StudyRecord]) -> None:
     """A study with no completed trial has nothing to compare: say so plainly, with its counts."""
     for record in records:
-        statuses = record.trials[STATUS].fillna("running") if STATUS in record.trials else pd.Series(dtype=str)
+        statuses = (
+            record.trials[STATUS_COLUMN].fillna("running") if STATUS_COLUMN in record.trials else pd.Series(dtype=str)
+        )
         if not (statuses == "completed").any():
             counts = statuses.value_counts().to_dict()
             found = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trial runs at all"
@@ -170,7 +172,7 @@ def build_report(
         for record in records:
             run_id = record.parent_run_id or (record.parent_run_ids[0] if record.parent_run_ids else None)
             if run_id:
-                tracking.log_folder(record.tracking_uri, run_id, folder, REPORT_ARTIFACT_DIR)
+                runs.log_folder(record.tracking_uri, run_id, folder, REPORT_ARTIFACT_DIR)
                 result.logged_to.append(run_id)
     return result
 
@@ -236,7 +238,7 @@ def _study_section(
         f"{prefix}figures/search_trials.png",
         f"{record.name}: every trial's val accuracy per epoch; pruned trials stop early (×)",
     )
-    studies = {arm: rebuild_search(record, arm, metric, mode) for arm in sorted(record.trials[ARM].unique())}
+    studies = {arm: rebuild_search(record, arm, metric, mode) for arm in sorted(record.trials[ARM_COLUMN].unique())}
     fig, importances = importance_figure(studies, f"{record.name}: hyperparameter importance per arm (fANOVA)")
     writer.figure(fig, f"{prefix}figures/importance.png", f"{record.name}: hyperparameter importance per arm")
     writer.csv(importances, f"{prefix}importance.csv")
@@ -289,8 +291,8 @@ def _best_model(writer: ReportWriter, record: StudyRecord, arms: pd.DataFrame, p
 
 def _download_tables(uri: str, run_id: str) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     with tempfile.TemporaryDirectory(prefix="clipstudy-report-") as folder:
-        per_class = tracking.download_artifact(uri, run_id, "per_class.csv", folder)
-        confusion = tracking.download_artifact(uri, run_id, "confusion_matrix.csv", folder)
+        per_class = read.download_artifact(uri, run_id, PER_CLASS_FILE, folder)
+        confusion = read.download_artifact(uri, run_id, CONFUSION_FILE, folder)
         return (
             pd.read_csv(per_class) if per_class else None,
             pd.read_csv(confusion, index_col=0) if confusion else None,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-ARM, STATUS = "tags.clipstudy.arm", "tags.clipstudy.status"
-STATUSES = ("completed", "pruned", "failed")
+from clipstudy.tracking.schema import ARM_COLUMN, STATUS_COLUMN, STATUSES
 
 
 def selection_score(trials: pd.DataFrame, metric: str = "val/acc") -> pd.Series:
@@ -17,16 +16,16 @@ def selection_score(trials: pd.DataFrame, metric: str = "val/acc") -> pd.Series:
 
 def best_trials(trials: pd.DataFrame, metric: str = "val/acc", mode: str = "max") -> pd.DataFrame:
     """One row per arm: its completed trial with the best validation metric (test never selects)."""
-    done = trials[trials.get(STATUS) == "completed"].copy() if STATUS in trials else trials.iloc[0:0]
+    done = trials[trials.get(STATUS_COLUMN) == "completed"].copy() if STATUS_COLUMN in trials else trials.iloc[0:0]
     if done.empty:
         return done
     done["selection"] = selection_score(done, metric)
     done = done.dropna(subset=["selection"]).sort_values("selection", ascending=mode == "min")
-    return done.groupby(ARM, sort=True).head(1).set_index(ARM)
+    return done.groupby(ARM_COLUMN, sort=True).head(1).set_index(ARM_COLUMN)
 
 
 def status_counts(trials: pd.DataFrame) -> pd.DataFrame:
     if trials.empty:
         return pd.DataFrame(columns=list(STATUSES))
-    counts = trials.groupby([ARM, STATUS]).size().unstack(fill_value=0)
+    counts = trials.groupby([ARM_COLUMN, STATUS_COLUMN]).size().unstack(fill_value=0)
     return counts.reindex(columns=list(STATUSES), fill_value=0)

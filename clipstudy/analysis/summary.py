@@ -6,7 +6,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from clipstudy.analysis.selection import STATUSES, best_trials, status_counts
+from clipstudy.analysis.selection import best_trials, status_counts
+from clipstudy.tracking.schema import METHOD_COLUMN, STATUSES
 
 
 def print_table(console: Console, table: Table) -> None:
@@ -44,7 +45,7 @@ def print_summary(
         cells = ["n/a"] * 4
         if row is not None:
             cells = [
-                str(row.get("tags.clipstudy.method", "")),
+                str(row.get(METHOD_COLUMN, "")),
                 f"{row['selection']:.4f}",
                 f"{row.get('metrics.test/acc', float('nan')):.4f}",
                 f"{int(row.get('metrics.trainable_params', 0)):,}",

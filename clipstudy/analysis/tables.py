@@ -6,11 +6,16 @@ import numpy as np
 import pandas as pd
 
 from clipstudy.analysis.load import StudyRecord
-from clipstudy.analysis.selection import ARM, STATUS, STATUSES, best_trials, status_counts
+from clipstudy.analysis.selection import best_trials, status_counts
+from clipstudy.tracking.schema import (
+    ARM_COLUMN,
+    METHOD_COLUMN,
+    RESOURCES_COLUMN,
+    RUNTIME_COLUMN,
+    STATUS_COLUMN,
+    STATUSES,
+)
 
-METHOD = "tags.clipstudy.method"
-RESOURCE_TAG = "tags.clipstudy.resources"
-RUNTIME_TAG = "tags.clipstudy.runtime"
 SEED_PARAMS = ("params.train.seed", "params.data.split_seed", "params.data.shot_seed")
 """Params that only repeat a configuration; trials differing in nothing else are averaged."""
 ARM_COLUMNS = [
@@ -56,12 +61,12 @@ def trial_compute(record: StudyRecord) -> pd.DataFrame:
     seconds = seconds.fillna(trials.run_id.map(times)).fillna(0.0)
 
     def tag(name: str, default: float) -> pd.Series:
-        column = f"{RESOURCE_TAG}.{name}"
+        column = f"{RESOURCES_COLUMN}.{name}"
         values = trials[column] if column in trials else pd.Series(np.nan, index=trials.index)
         return pd.to_numeric(values, errors="coerce").fillna(default)
 
     gpus, cpus, workers = tag("gpus", 0.0), tag("cpus", 1.0), tag("workers", 1.0)
-    column = f"{RESOURCE_TAG}.workers"
+    column = f"{RESOURCES_COLUMN}.workers"
     known = trials[column].notna().to_numpy() if column in trials else np.zeros(len(trials), dtype=bool)
     devices = np.where(gpus > 0, gpus, cpus) * workers
     unit = np.where(known, np.where(gpus > 0, "GPU-h", "CPU-h"), "device-h")
@@ -73,13 +78,13 @@ def trial_compute(record: StudyRecord) -> pd.DataFrame:
 def arm_table(record: StudyRecord, metric: str = "val/acc", mode: str = "max") -> pd.DataFrame:
     """One row per arm: its best trial on validation (never test), its costs, and the arm's trial counts."""
     trials = record.trials
-    if trials.empty or ARM not in trials:
+    if trials.empty or ARM_COLUMN not in trials:
         return pd.DataFrame(columns=ARM_COLUMNS)
     best = best_trials(trials, metric, mode)
     counts = status_counts(trials)
     compute = trial_compute(record)
     rows = []
-    for arm, members in trials.groupby(ARM, sort=True):
+    for arm, members in trials.groupby(ARM_COLUMN, sort=True):
         row = best.loc[arm] if arm in best.index else None
         run_id = row["run_id"] if row is not None else None
         spent = compute.loc[members.run_id]
@@ -89,7 +94,7 @@ def arm_table(record: StudyRecord, metric: str = "val/acc", mode: str = "max") -
             {
                 "study": record.name,
                 "arm": arm,
-                "method": row[METHOD] if row is not None else members[METHOD].iloc[0],
+                "method": row[METHOD_COLUMN] if row is not None else members[METHOD_COLUMN].iloc[0],
                 "test_acc": _num(row, "metrics.test/acc"),
                 "test_acc5": _num(row, "metrics.test/acc5"),
                 "test_macro_f1": _num(row, "metrics.test/macro_f1"),
@@ -113,7 +118,7 @@ def arm_table(record: StudyRecord, metric: str = "val/acc", mode: str = "max") -
 
 def runs_on(row: pd.Series | None) -> str:
     """Device and precision of a trial (`cuda (NVIDIA H100 ...), bf16`): what its time and memory were measured on."""
-    values = [row.get(f"{RUNTIME_TAG}.{key}") if row is not None else None for key in ("device", "precision")]
+    values = [row.get(f"{RUNTIME_COLUMN}.{key}") if row is not None else None for key in ("device", "precision")]
     known = [str(value) for value in values if isinstance(value, str) and value]
     return ", ".join(known) or "n/a"
 
@@ -185,11 +190,11 @@ def seed_repeats(trials: pd.DataFrame, metric: str = "metrics.test/acc") -> pd.D
     Empty when no arm repeats a configuration over seeds.
     """
     columns = ["arm", "config", "n", "mean", "std"]
-    if trials.empty or STATUS not in trials or metric not in trials:
+    if trials.empty or STATUS_COLUMN not in trials or metric not in trials:
         return pd.DataFrame(columns=columns)
-    done = trials[trials[STATUS] == "completed"]
+    done = trials[trials[STATUS_COLUMN] == "completed"]
     rows = []
-    for arm, members in done.groupby(ARM, sort=True):
+    for arm, members in done.groupby(ARM_COLUMN, sort=True):
         params = [c for c in members if c.startswith("params.") and members[c].nunique(dropna=False) > 1]
         seeds = [c for c in params if c in SEED_PARAMS]
         if not seeds:

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clipstudy import tracking
 from clipstudy.analysis.load import resolve_study
 from clipstudy.errors import ClipstudyError, ConfigError
+from clipstudy.tracking import read, runs, store
+from clipstudy.tracking.schema import ARM, METHOD, STATUS
 
 SHARED_VIEW_TAG = "mlflow.sharedViewState."
 """Prefix of the experiment tags the MLflow UI reads shared runs-table views from."""
@@ -35,9 +36,9 @@ KEY_COLUMNS = (
     "metrics.`val/acc`",
     "metrics.`best_val/acc`",
     "metrics.`test/acc`",
-    f"tags.`{tracking.ARM}`",
-    f"tags.`{tracking.STATUS}`",
-    f"tags.`{tracking.METHOD}`",
+    f"tags.`{ARM}`",
+    f"tags.`{STATUS}`",
+    f"tags.`{METHOD}`",
     "metrics.`trainable_params`",
     "attributes.`Duration`",
 )
@@ -59,17 +60,17 @@ class UiTarget:
 
 def resolve_target(ref: str | None, workdir: str | Path = ".") -> UiTarget:
     """The store of a study file or study name (or of `workdir`), checked before any server starts."""
-    name, uri = resolve_study(ref, workdir) if ref else (None, tracking.resolve_tracking_uri(None, workdir))
-    store = tracking.sqlite_file(uri)
-    if store is not None and not store.exists():
+    name, uri = resolve_study(ref, workdir) if ref else (None, store.resolve_tracking_uri(None, workdir))
+    database = store.sqlite_file(uri)
+    if database is not None and not database.exists():
         raise ConfigError(
-            f"no MLflow store at {store}: run a study there first (`clipstudy run`), or point --workdir at the "
-            f"folder that holds {store.name}"
+            f"no MLflow store at {database}: run a study there first (`clipstudy run`), or point --workdir at the "
+            f"folder that holds {database.name}"
         )
-    tracking.check_reachable(uri)
+    store.check_reachable(uri)
     if name is None:
         return UiTarget(uri)
-    return UiTarget(uri, name, tracking.study_experiment_id(uri, name))
+    return UiTarget(uri, name, read.study_experiment_id(uri, name))
 
 
 def runs_view() -> dict[str, Any]:
@@ -90,7 +91,7 @@ def share_runs_view(target: UiTarget) -> None:
     """Write (or refresh) the key-column view on the study's experiment."""
     if target.experiment_id is not None:
         tag = SHARED_VIEW_TAG + VIEW_KEY
-        tracking.set_experiment_tag(target.tracking_uri, target.experiment_id, tag, json.dumps(runs_view()))
+        runs.set_experiment_tag(target.tracking_uri, target.experiment_id, tag, json.dumps(runs_view()))
 
 
 @dataclass

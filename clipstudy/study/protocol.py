@@ -1,4 +1,4 @@
-"""What the trial driver, its worker and the progress lines agree on: report keys, artifact names, logging.
+"""What the trial driver, its worker and the progress lines agree on: report keys, logging.
 
 Kept apart from `driver` and `worker` so that neither imports the other for a constant.
 """
@@ -10,8 +10,6 @@ from typing import Any
 
 RUN_ID = "mlflow_run_id"
 PLANNED = "epochs_planned"
-FAILURE_FILE = "failure.txt"
-"""Artifact of a failed trial: the whole error, traceback included (the reason tag has one line of it)."""
 
 
 def was_pruned(result: dict[str, Any] | None) -> bool:
@@ -32,5 +30,3 @@ def quiet_ray_logs() -> None:
     """Keep Ray Train's per-trial and per-epoch INFO lines out of the study's console (warnings still show)."""
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-
-

@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 from mlflow.entities import Metric, Param
 
+from clipstudy.tracking.schema import ARM, METHOD, PARENT, RESOURCES, ROLE, RUNTIME, STATUS, TRIAL_ID
+
 T0 = 1_700_000_000_000  # ms
 CLASSES = [f"c{i:02d}" for i in range(12)]
 
@@ -159,18 +161,18 @@ def write_study(uri: str, name: str, trials: list[FakeTrial], workdir: Path) -> 
     """Write a study record with `trials`; return {'parent': id, '<arm>/<i>': run id, ...}."""
     client = mlflow.MlflowClient(uri)
     experiment = client.create_experiment(name, artifact_location=(workdir / "mlruns").as_uri())
-    parent = client.create_run(experiment, tags={"clipstudy.role": "study"}, run_name=name, start_time=T0)
+    parent = client.create_run(experiment, tags={ROLE: "study"}, run_name=name, start_time=T0)
     ids = {"parent": parent.info.run_id}
     for i, trial in enumerate(trials):
         tags = {
-            "mlflow.parentRunId": parent.info.run_id,
-            "clipstudy.role": "trial",
-            "clipstudy.arm": trial.arm,
-            "clipstudy.method": trial.method,
-            "clipstudy.trial_id": f"t{i}",
-            "clipstudy.status": trial.status,
-            **{f"clipstudy.resources.{k}": str(v) for k, v in (trial.resources or {}).items()},
-            **{f"clipstudy.runtime.{k}": v for k, v in (trial.runtime or {}).items()},
+            PARENT: parent.info.run_id,
+            ROLE: "trial",
+            ARM: trial.arm,
+            METHOD: trial.method,
+            TRIAL_ID: f"t{i}",
+            STATUS: trial.status,
+            **{f"{RESOURCES}.{k}": str(v) for k, v in (trial.resources or {}).items()},
+            **{f"{RUNTIME}.{k}": v for k, v in (trial.runtime or {}).items()},
         }
         start = T0 + 1000 * i
         run = client.create_run(experiment, tags=tags, run_name=f"{trial.arm}/t{i}", start_time=start)

@@ -5,14 +5,15 @@ from rich.console import Console
 
 from clipstudy.analysis.selection import best_trials, status_counts
 from clipstudy.analysis.summary import print_summary
+from clipstudy.tracking.schema import ARM_COLUMN, METHOD_COLUMN, STATUS_COLUMN
 
 
 def trials_frame(metric: str, mode: str) -> pd.DataFrame:
     trials = pd.DataFrame(
         {
-            "tags.clipstudy.arm": ["lora", "lora", "lora", "probe"],
-            "tags.clipstudy.method": ["lora", "lora", "lora", "linear_probe"],
-            "tags.clipstudy.status": ["completed", "completed", "pruned", "completed"],
+            ARM_COLUMN: ["lora", "lora", "lora", "probe"],
+            METHOD_COLUMN: ["lora", "lora", "lora", "linear_probe"],
+            STATUS_COLUMN: ["completed", "completed", "pruned", "completed"],
             "metrics.best_val/acc": [0.90, 0.70, 0.95, 0.50],
             "metrics.best_val/loss": [0.40, 0.20, 0.10, 1.10],
             "metrics.test/acc": [0.88, 0.69, float("nan"), 0.48],

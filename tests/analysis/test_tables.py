@@ -7,6 +7,7 @@ import pytest
 from clipstudy.analysis import arm_table, class_extremes, confused_pairs, load_record, seed_repeats, trial_compute
 from clipstudy.analysis.tables import pareto_front, protocol_table
 from clipstudy.errors import ClipstudyError
+from clipstudy.tracking.schema import ARM_COLUMN, STATUS_COLUMN
 from tests.analysis.conftest import CLASSES, confusion_array, per_class_frame
 
 
@@ -85,8 +86,8 @@ def test_pareto_front_keeps_points_nothing_beats():
 def test_seed_repeats_average_trials_that_differ_only_in_seed():
     trials = pd.DataFrame(
         {
-            "tags.clipstudy.arm": ["a"] * 5,
-            "tags.clipstudy.status": ["completed"] * 4 + ["pruned"],
+            ARM_COLUMN: ["a"] * 5,
+            STATUS_COLUMN: ["completed"] * 4 + ["pruned"],
             "params.data.shots": ["1", "1", "4", "4", "4"],
             "params.train.seed": ["0", "1", "0", "1", "2"],
             "metrics.test/acc": [0.2, 0.4, 0.6, 0.7, 0.1],

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from clipstudy.analysis import ui
 from clipstudy.cli import app
 from clipstudy.errors import ConfigError
+from clipstudy.tracking.schema import ARM, METHOD, STATUS
 from tests.analysis.conftest import FakeTrial, write_study
 from tests.analysis.headless_chromium import Chromium, chromium_path
 
@@ -112,12 +113,12 @@ def test_ui_shows_the_trials_under_their_study_run_with_val_acc(study_store, tmp
     for name, val in TRIALS.items():
         row = _row(expanded, name)
         assert row[VAL_ACC] == f"{val:g}"
-        assert row["tags.`clipstudy.arm`"] == name.split("/")[0]
-        assert row["tags.`clipstudy.status`"] == "completed"
+        assert row[f"tags.`{ARM}`"] == name.split("/")[0]
+        assert row[f"tags.`{STATUS}`"] == "completed"
     assert _row(expanded, STUDY)[VAL_ACC] == "-"  # the study run has no metrics of its own
     # the key columns come from the view `clipstudy ui` shared: in its order, not MLflow's alphabetical one
     assert headers.index(VAL_ACC) < headers.index("metrics.`test/acc`")
-    assert headers.index("tags.`clipstudy.arm`") < headers.index("tags.`clipstudy.method`")
+    assert headers.index(f"tags.`{ARM}`") < headers.index(f"tags.`{METHOD}`")
     assert screenshot.stat().st_size > 10_000
 
 
