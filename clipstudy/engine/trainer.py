@@ -8,13 +8,11 @@ uninterrupted one would.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import random
-import resource
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +26,23 @@ from clipstudy.config import TrialConfig
 from clipstudy.data import DataBundle, load_dataset
 from clipstudy.data.augment import MixBatch, build_eval_transform, build_train_transform
 from clipstudy.data.feature_cache import FeatureCache
+from clipstudy.engine.evaluator import Evaluator
 from clipstudy.engine.metrics import evaluate_predictions
 from clipstudy.engine.optim import build_optimizer, build_scheduler
+from clipstudy.engine.runtime import (
+    PRECISION_NAMES,
+    autocast,
+    device_name,
+    epoch_seed,
+    peak_memory_mb,
+    reset_peak_memory,
+    resolve_device,
+    resolve_precision,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    world,
+)
 from clipstudy.engine.transfer import open_transfer_sets, transfer_metrics
 from clipstudy.engine.weight_ensemble import weight_ensemble_curve
 from clipstudy.errors import ConfigError, TrialFailed
@@ -68,76 +81,9 @@ class TrialResult:
     """Series with their own steps, logged as metric histories (the WiSE-FT α curve: step = round(100·α))."""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name} but no CUDA device is visible; use train.device: auto or cpu")
-    return device
-
-
-AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-"""`train.precision` -> the autocast dtype (None: no autocast)."""
-PRECISION_NAMES = {dtype: name for name, dtype in AUTOCAST_DTYPES.items()}
-
-
-def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for fp32."""
-    if name == "auto":
-        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if cuda_bf16 else None
-    return AUTOCAST_DTYPES[name]
-
-
-def device_name(device: torch.device) -> str:
-    """`cpu`, or `cuda` with the GPU's model (what time, throughput and memory were measured on)."""
-    if device.type != "cuda":
-        return device.type
-    return f"cuda ({torch.cuda.get_device_name(device)})"
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 100_003 + epoch) % 2**63
-
-
-def world() -> tuple[int, int]:
-    """(rank, world size) of the torch.distributed group Ray Train set up, or (0, 1)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def uses_cached_features(method: Method, cfg: TrialConfig) -> bool:
     """Frozen-backbone methods without per-image augmentation or mixing train on precomputed features."""
     return method.frozen_backbone and not cfg.augment.image_ops and not cfg.augment.mixing
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class Trainer:
@@ -162,6 +108,8 @@ class Trainer:
         size, mean, std = self.built.image_size, self.built.mean, self.built.std
         self.train_transform = build_train_transform(cfg.augment, size, mean, std).to(self.device)
         self.eval_transform = build_eval_transform(size, mean, std).to(self.device)
+        eval_batch_size = cfg.train.eval_batch_size or 2 * cfg.train.batch_size
+        self.evaluator = Evaluator(self.device, self.eval_transform, eval_batch_size, self.autocast_dtype)
         self.mix = MixBatch(cfg.augment, self.data.num_classes)
         self.sources = {name: self._source(name) for name in ("train", "val", "test")}
         self.num_epochs = self._num_epochs()
@@ -218,7 +166,8 @@ class Trainer:
             key["weights_file"] = [stat.st_size, stat.st_mtime_ns]
 
         def compute() -> torch.Tensor:
-            return self._encode(getattr(self.data, split).images)
+            self.model.eval()
+            return self.evaluator.encode(self.model.features, getattr(self.data, split).images)
 
         if cfg.data.feature_cache:
             features = FeatureCache(cfg.data.cache_dir).load_or_compute(key, compute)
@@ -226,40 +175,19 @@ class Trainer:
             features = compute()
         return features.to(self.device)
 
-    @torch.no_grad()
-    def _encode(self, images: torch.Tensor) -> torch.Tensor:
-        self.model.eval()
-        chunks = []
-        for start in range(0, len(images), self.eval_batch_size):
-            batch = self.eval_transform(images[start : start + self.eval_batch_size].to(self.device))
-            with self._autocast():
-                chunks.append(self.model.features(batch).float().cpu())
-        return torch.cat(chunks)
-
-    @property
-    def eval_batch_size(self) -> int:
-        return self.cfg.train.eval_batch_size or 2 * self.cfg.train.batch_size
-
-    def _batches(
-        self, split: str, train: bool, generator: torch.Generator | None = None
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        inputs, labels = self.sources[split]
-        size = self.cfg.train.batch_size if train else self.eval_batch_size
-        order = torch.randperm(len(labels), generator=generator) if train else torch.arange(len(labels))
-        if train and self.world_size > 1:  # equal shards, so every rank runs the same number of steps
+    def _train_batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This rank's shuffled (inputs, labels) batches of the train split, augmented unless features are cached."""
+        inputs, labels = self.sources["train"]
+        size = self.cfg.train.batch_size
+        order = torch.randperm(len(labels), generator=generator)
+        if self.world_size > 1:  # equal shards, so every rank runs the same number of steps
             order = order[: len(order) - len(order) % self.world_size][self.rank :: self.world_size]
         order = order.to(inputs.device)
-        transform = self.train_transform if train else self.eval_transform
         for start in range(0, len(order), size):
             index = order[start : start + size]
             x = inputs[index].to(self.device, non_blocking=True)
             y = labels[index].to(self.device, non_blocking=True)
-            yield (x if self.cached else transform(x)), y
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+            yield (x if self.cached else self.train_transform(x)), y
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.classify(x) if self.cached else self.model(x)
@@ -280,11 +208,11 @@ class Trainer:
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         term_sums: dict[str, torch.Tensor] = {}
         seen, steps = 0, self.steps_per_epoch
-        for step, (x, y) in enumerate(self._batches("train", True, generator)):
+        for step, (x, y) in enumerate(self._train_batches(generator)):
             targets = y
             if self.mix.active:
                 x, targets = self.mix(x, y)
-            with self._autocast():
+            with autocast(self.device, self.autocast_dtype):
                 logits, terms = self._forward(x, y)
             loss = F.cross_entropy(logits.float(), targets, label_smoothing=cfg.label_smoothing)
             if not self.objective.plain:
@@ -361,16 +289,11 @@ class Trainer:
         metrics = self.method.solve(self.model, train, self.sources["val"], self.cfg)
         return {**metrics, "_seen": len(train[1])}
 
-    @torch.no_grad()
     def predict(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, labels) of a whole split, in eval mode."""
+        """(logits, labels) of a whole split, in eval mode, both on the device."""
         self.model.eval()
-        outputs, labels = [], []
-        for x, y in self._batches(split, False):
-            with self._autocast():
-                outputs.append(self._logits(x).float())
-            labels.append(y)
-        return torch.cat(outputs), torch.cat(labels)
+        inputs, labels = self.sources[split]
+        return self.evaluator.predict(self._logits, inputs, images=not self.cached), labels.to(self.device)
 
     def _validate(self) -> dict[str, float]:
         logits, labels = self.predict("val")
@@ -380,8 +303,7 @@ class Trainer:
         }
 
     def _run_epoch(self, epoch: int) -> dict[str, float]:
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
+        reset_peak_memory(self.device)
         start = time.perf_counter()
         train = self._solve_epoch() if self.method.closed_form(self.cfg) else self._train_epoch(epoch)
         if self.device.type == "cuda":
@@ -435,13 +357,21 @@ class Trainer:
             "trainable_params": self.trainable_params,
             "total_params": self.total_params,
         }
-        metrics.update(transfer_metrics(self, evaluation.metrics["test/acc"]))  # base-to-new, retention
+        metrics.update(self._transfer_metrics(evaluation.metrics["test/acc"]))  # base-to-new, retention
         result = TrialResult(
             self.cfg, self.history, metrics, evaluation.per_class, evaluation.confusion, self.data.classnames, selected
         )
         if self.wise_origin is not None:
-            weight_ensemble_curve(self, result)
+            set_alpha = partial(self.method.set_ensemble, self.model, self.wise_origin, selected)
+            curves, wise = weight_ensemble_curve(self.cfg.wise.alphas, set_alpha, self.predict, self._transfer_metrics)
+            result.metrics.update(wise)
+            result.curves.update(curves)
         return result
+
+    def _transfer_metrics(self, base_acc: float) -> dict[str, float]:
+        """Base-to-new and retention metrics of the model as it is now (see `engine.transfer`)."""
+        clip, tokenizer = self.model.clip, self.built.tokenizer
+        return transfer_metrics(self.transfer, clip, tokenizer, self.cfg, self.evaluator, base_acc)
 
     # ----- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

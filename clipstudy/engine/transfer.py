@@ -16,10 +16,8 @@ a method that adapts a tower moves it (the CoOp / CLIP-CITE protocol).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -28,12 +26,10 @@ from torch import nn
 from clipstudy.config import TrialConfig
 from clipstudy.data import DataBundle, EvalSet, Split, open_eval_set
 from clipstudy.data.templates import choose_templates
+from clipstudy.engine.evaluator import Evaluator
 from clipstudy.errors import DataError
 from clipstudy.models.build import build_clip
 from clipstudy.models.heads import class_embeddings_from_tokens, tokenize_prompts
-
-if TYPE_CHECKING:
-    from clipstudy.engine.trainer import Trainer
 
 
 @dataclass
@@ -42,16 +38,6 @@ class TransferSets:
 
     new_classes: EvalSet | None = None
     retention: list[EvalSet] = field(default_factory=list)
-
-
-@dataclass
-class EvalRunner:
-    """How the engine runs images through a model: device, eval transform, batch size, precision."""
-
-    device: torch.device
-    transform: Callable[[torch.Tensor], torch.Tensor]
-    batch_size: int
-    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
 
 
 def harmonic_mean(base: float, new: float) -> float:
@@ -76,7 +62,7 @@ def zero_shot_accuracy(
     tokenizer: Callable[[list[str]], torch.Tensor],
     eval_set: EvalSet,
     templates: list[str],
-    runner: EvalRunner,
+    evaluator: Evaluator,
 ) -> float:
     """Top-1 accuracy of CLIP's zero-shot classifier for `eval_set`'s classes, built by `clip` itself."""
     test = eval_set.test
@@ -85,16 +71,16 @@ def zero_shot_accuracy(
     if not len(test):
         raise DataError(f"{eval_set.name}: its test split holds no images, so there is no accuracy to measure")
     clip.eval()
-    tokens = tokenize_prompts(tokenizer, eval_set.classnames, templates).to(runner.device)
-    with runner.autocast():
+    tokens = tokenize_prompts(tokenizer, eval_set.classnames, templates).to(evaluator.device)
+    with evaluator.autocast():
         weights = class_embeddings_from_tokens(clip.encode_text, tokens, len(eval_set.classnames))
     correct = 0
-    for start in range(0, len(test), runner.batch_size):
-        images = runner.transform(test.images[start : start + runner.batch_size].to(runner.device))
-        with runner.autocast():
+    labels = test.labels.split(evaluator.batch_size)
+    for images, batch_labels in zip(evaluator.batches(test.images), labels, strict=True):
+        with evaluator.autocast():
             features = clip.encode_image(images)
         predicted = (F.normalize(features.float(), dim=-1) @ weights.T).argmax(dim=1).cpu()
-        correct += int((predicted == test.labels[start : start + runner.batch_size]).sum())
+        correct += int((predicted == batch_labels).sum())
     return correct / len(test)
 
 
@@ -107,17 +93,22 @@ def original_clip(cfg: TrialConfig, device: torch.device) -> nn.Module:
         return build_clip(cfg.model, device).model
 
 
-def transfer_metrics(trainer: Trainer, base_acc: float) -> dict[str, float]:
-    """Base-to-new and retention metrics of the trainer's model as it is now (its tested weights)."""
-    sets: TransferSets = trainer.transfer
+def transfer_metrics(
+    sets: TransferSets,
+    clip: nn.Module,
+    tokenizer: Callable[[list[str]], torch.Tensor],
+    cfg: TrialConfig,
+    evaluator: Evaluator,
+    base_acc: float,
+) -> dict[str, float]:
+    """Base-to-new and retention metrics of the trial's CLIP (`clip`, its weights as they are now) whose test
+    accuracy on the base classes is `base_acc`."""
     if sets.new_classes is None and not sets.retention:
         return {}
-    cfg, clip, tokenizer = trainer.cfg, trainer.model.clip, trainer.built.tokenizer
-    runner = EvalRunner(trainer.device, trainer.eval_transform, trainer.eval_batch_size, trainer._autocast)
 
     def accuracy(model: nn.Module, eval_set: EvalSet) -> float:
         templates = choose_templates(eval_set.templates, cfg.prompts.templates)
-        return zero_shot_accuracy(model, tokenizer, eval_set, templates, runner)
+        return zero_shot_accuracy(model, tokenizer, eval_set, templates, evaluator)
 
     metrics: dict[str, float] = {}
     if sets.new_classes is not None:
@@ -125,7 +116,7 @@ def transfer_metrics(trainer: Trainer, base_acc: float) -> dict[str, float]:
         metrics["test/base_acc"], metrics["test/new_acc"] = base_acc, new_acc
         metrics["test/hm"] = harmonic_mean(base_acc, new_acc)
     if sets.retention:
-        untouched = original_clip(cfg, trainer.device)
+        untouched = original_clip(cfg, evaluator.device)
         for eval_set in sets.retention:
             loaded = eval_set.loaded()
             acc, zs_acc = accuracy(clip, loaded), accuracy(untouched, loaded)

@@ -23,7 +23,7 @@ class LinearHead(nn.Module):
 
 
 class MLPHead(nn.Module):
-    """Two-layer head (seed 000's full fine-tune classifier): Linear-ReLU-Dropout-Linear."""
+    """Two-layer head (an MLP classifier over CLIP features): Linear-ReLU-Dropout-Linear."""
 
     def __init__(self, dim: int, num_classes: int, hidden: int, dropout: float = 0.0, normalize: bool = False):
         super().__init__()

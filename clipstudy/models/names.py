@@ -54,6 +54,11 @@ def torchvision_architectures() -> list[str]:
     return [TORCHVISION_PREFIX + name for name in names if name.startswith(TORCHVISION_FAMILIES)]
 
 
+def list_architectures() -> list[str]:
+    """Every architecture `build_model` builds: open_clip's, then the torchvision backbones."""
+    return [*open_clip_architectures(), *torchvision_architectures()]
+
+
 def known_architectures(arch: str) -> list[str]:
     """The valid names `arch` is checked against: torchvision's for `torchvision/...`, else open_clip's."""
     return torchvision_architectures() if is_torchvision(arch) else open_clip_architectures()

@@ -1,4 +1,5 @@
-"""Image-only torchvision backbones (`model.arch: torchvision/resnet50`): seed 001's ImageNet ResNet50 baseline.
+"""Image-only torchvision backbones (`model.arch: torchvision/resnet50`): the ImageNet ResNet50 baseline CLIP and
+WiSE-FT compare against.
 
 The ImageNet classifier (`fc`) is removed; the methods put their own head on the pooled features, exactly
 as on a CLIP image tower, so the baseline trains through the same engine and methods (full_ft, linear_probe).
@@ -22,10 +23,10 @@ from torchvision.models import WeightsEnum
 
 from clipstudy.config import ModelConfig
 from clipstudy.errors import ModelError, unknown_name
-from clipstudy.models import build
-from clipstudy.models.build import BuiltModel
+from clipstudy.models import weights as weight_lookup
+from clipstudy.models.built_model import BuiltModel
 from clipstudy.models.names import TORCHVISION_PREFIX as PREFIX
-from clipstudy.models.names import torchvision_architectures
+from clipstudy.models.names import list_architectures, torchvision_architectures
 
 IMAGENET_TAG = "imagenet"
 
@@ -54,7 +55,7 @@ def torchvision_tags(arch: str) -> list[str]:
 def build_torchvision(cfg: ModelConfig, device: str | torch.device = "cpu") -> BuiltModel:
     """Create the backbone with its ImageNet head replaced by an identity; features are the pooled map."""
     if cfg.arch not in torchvision_architectures():
-        raise unknown_name("architecture", cfg.arch, build.list_architectures(), ModelError)
+        raise unknown_name("architecture", cfg.arch, list_architectures(), ModelError)
     name = cfg.arch.removeprefix(PREFIX)
     weights = _weights(cfg.arch, cfg.pretrained)
     net = torchvision.models.get_model(name)
@@ -113,7 +114,7 @@ def _state_dict(cfg: ModelConfig, weights: WeightsEnum | None) -> dict[str, torc
         f"download {weights.url} on a machine with internet into {model_dir} (or anywhere, and set "
         "model.pretrained to the local file)"
     )
-    if not (model_dir / os.path.basename(weights.url)).is_file() and not build.reachable(weights.url):
+    if not (model_dir / os.path.basename(weights.url)).is_file() and not weight_lookup.reachable(weights.url):
         raise ModelError(
             f"weights '{tag}' ({weights}) for '{cfg.arch}' are not cached and {weights.url} is unreachable "
             f"(no network?); {hint}"

@@ -2,6 +2,7 @@
 
 import os
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -24,6 +25,7 @@ def run_rank(rank: int, world: int, port: int, cfg, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_ranks_train_identical_weights_on_disjoint_shards(tiny_config, tmp_path):
     import socket
 

@@ -9,6 +9,7 @@ import pytest
 from clipstudy.engine import run_trial
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("method", "floor", "overrides"),
     [

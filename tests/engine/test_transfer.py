@@ -21,7 +21,7 @@ def test_harmonic_mean_is_2bn_over_b_plus_n(base, new):
 
 def test_harmonic_mean_of_nothing_is_zero():
     assert harmonic_mean(0.0, 0.0) == 0.0
-    assert harmonic_mean(0.7243, 0.6814) == pytest.approx(0.7022, abs=1e-4)  # CLIP on ImageNet, seed 004 Table 1
+    assert harmonic_mean(0.7243, 0.6814) == pytest.approx(0.7022, abs=1e-4)  # CLIP on ImageNet, CLIP-CITE Table 1
 
 
 def test_base_to_new_metrics(tiny_config):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from clipstudy.engine import Trainer
+from clipstudy.engine.weight_ensemble import weight_ensemble_curve
 
 
 def params(model) -> dict[str, torch.Tensor]:
@@ -47,7 +48,7 @@ def test_lora_alpha_scales_the_adapters(tiny_config):
     base = copy.deepcopy(trainer.built.model)  # open_clip model with its adapters at B = 0
     result = trainer.fit()
     assert [step for step, _ in result.curves["wise/val_acc"]] == [0, 50, 100]
-    images, _ = next(trainer._batches("val", False))
+    images = next(trainer.evaluator.batches(trainer.sources["val"][0]))
     trainer.model.eval()
     base.eval()
     with torch.no_grad():
@@ -84,3 +85,40 @@ def test_base_to_new_metrics_are_measured_on_the_chosen_ensemble(tiny_config):
     assert result.metrics["wise/test/new_acc"] == zero_shot.metrics["test/new_acc"]
     assert result.metrics["wise/test/base_acc"] == result.metrics["wise/test_acc_at_best"]
     assert "test/new_acc" in result.metrics  # the fine-tuned model's own, as before
+
+
+def test_the_best_alpha_is_chosen_on_validation_ties_by_the_lower_loss():
+    """A model that is only its α: logits per α set by hand, so accuracy and loss of every α are known."""
+    labels = torch.tensor([0, 1, 0, 1])
+    right, wrong = torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([[0.0, 2.0], [2.0, 0.0]])
+    val = {  # α=0.5 and α=1 both get 3 of 4 right; α=0.5 is more confident, so its loss is lower
+        0.0: torch.cat([right[:1], wrong[1:], wrong]),
+        0.5: torch.cat([right, right[:1] * 2, wrong[1:] * 0.1]),
+        1.0: torch.cat([right, right[:1], wrong[1:]]),
+    }
+    test = {0.0: torch.cat([wrong, wrong]), 0.5: torch.cat([right, wrong]), 1.0: torch.cat([right, right])}
+    state, transferred = {"alpha": None}, []
+
+    def set_alpha(alpha: float) -> None:
+        state["alpha"] = alpha
+
+    def predict(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return (val if split == "val" else test)[state["alpha"]], labels
+
+    def transfer(base_acc: float) -> dict[str, float]:
+        transferred.append((state["alpha"], base_acc))
+        return {"test/new_acc": 0.25}
+
+    curves, metrics = weight_ensemble_curve([0.0, 0.5, 1.0], set_alpha, predict, transfer)
+    assert curves["wise/val_acc"] == [(0, 0.25), (50, 0.75), (100, 0.75)]
+    assert curves["wise/test_acc"] == [(0, 0.0), (50, 0.5), (100, 1.0)]
+    assert [step for step, _ in curves["wise/val_loss"]] == [0, 50, 100]
+    assert dict(curves["wise/val_loss"])[50] < dict(curves["wise/val_loss"])[100]
+    assert metrics == {
+        "wise/test/new_acc": 0.25,
+        "wise/best_alpha": 0.5,
+        "wise/val_acc_at_best": 0.75,
+        "wise/test_acc_at_best": 0.5,
+    }
+    assert transferred == [(0.5, 0.5)]  # measured on the chosen ensemble, its test accuracy as the base
+    assert state["alpha"] == 1.0  # left fine-tuned

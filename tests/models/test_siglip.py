@@ -28,7 +28,7 @@ from clipstudy.models import (
     merge_lora,
     split_attention,
 )
-from clipstudy.models import build as build_module
+from clipstudy.models import weights as weights_module
 from clipstudy.models.build import HubTokenizer, make_tokenizer
 
 TOL = 1e-5
@@ -178,13 +178,13 @@ def test_uncached_siglip_tokenizer_fails_fast_offline(monkeypatch, tmp_path):
 
 def test_uncached_siglip_tokenizer_fails_fast_without_network(monkeypatch, tmp_path):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(build_module, "reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr(weights_module, "reachable", lambda url, timeout=3.0: False)
     _assert_fast_tokenizer_error(tmp_path, "unreachable")
 
 
 def test_hf_text_tower_fails_fast_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    if build_module._hub_cached("roberta-base", "config.json", None):
+    if weights_module.hub_cached("roberta-base", "config.json", None):
         pytest.skip("roberta-base is in the Hugging Face cache here")
     start = time.perf_counter()
     with pytest.raises(ModelError, match=r"'roberta-base'.*huggingface-cli download roberta-base"):

@@ -14,8 +14,8 @@ from torch import nn
 from clipstudy.config import ModelConfig
 from clipstudy.engine import Trainer
 from clipstudy.errors import ConfigError, ModelError
-from clipstudy.models import build as build_module
 from clipstudy.models import build_model, list_architectures
+from clipstudy.models import weights as weights_module
 from clipstudy.models.classifier import BATCH_NORMS
 from clipstudy.models.torchvision_backbones import ImageOnlyModel
 from tests.conftest import interrupted_after_first_epoch
@@ -39,7 +39,7 @@ def test_resnet50_builds_with_random_weights_and_no_imagenet_head():
 
 
 def test_uncached_imagenet_weights_fail_fast_offline(monkeypatch, tmp_path):
-    monkeypatch.setattr(build_module, "reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr(weights_module, "reachable", lambda url, timeout=3.0: False)
     start = time.perf_counter()
     with pytest.raises(ModelError) as info:
         build_model(ModelConfig(arch=RESNET50, pretrained="imagenet", cache_dir=str(tmp_path)))
