@@ -7,7 +7,8 @@ import platform
 
 import torch
 
-from clipstudy.config import TrialConfig, build_config
+from clipstudy.config import TrialConfig
+from clipstudy.studyfile import build_config
 
 
 def machine() -> str:

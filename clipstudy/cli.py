@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from clipstudy.errors import ClipstudyError, ConfigError, StudyInterrupted, TrialFailed
+from clipstudy.errors import ClipstudyError, ClipstudyWarning, ConfigError, StudyInterrupted, TrialFailed
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
 console = Console()
@@ -33,6 +37,25 @@ class Listing(enum.StrEnum):
 def fail(error: ClipstudyError) -> typer.Exit:
     errors.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(1 if isinstance(error, TrialFailed) else USAGE_ERROR)
+
+
+@contextlib.contextmanager
+def shown_warnings() -> Iterator[None]:
+    """Print each clipstudy warning once, as `warning: ...` on stderr; other warnings as Python shows them."""
+    seen: set[str] = set()
+    show = warnings.showwarning
+
+    def print_once(message, category, filename, lineno, file=None, line=None) -> None:
+        if not issubclass(category, ClipstudyWarning):
+            show(message, category, filename, lineno, file, line)
+        elif str(message) not in seen:
+            seen.add(str(message))
+            errors.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ClipstudyWarning)
+        warnings.showwarning = print_once
+        yield
 
 
 def missing_extra(what: str, error: ImportError) -> typer.Exit:
@@ -117,12 +140,14 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Write metrics, per-class table and weights here.")] = None,
 ) -> None:
     """Run one trial of a study arm here, without Ray or MLflow."""
-    from clipstudy.studyfile import load_study
+    from clipstudy.studyfile import load_study, warn_unread_overrides
 
     try:
-        study = load_study(study_file)
-        chosen = resolve_arm(study, arm)
-        cfg = study.arm_config(chosen, overrides=set_ or [], where=f"{study_file}: ")
+        with shown_warnings():
+            study = load_study(study_file)
+            chosen = resolve_arm(study, arm)
+            cfg = study.arm_config(chosen, overrides=set_ or [], where=f"{study_file}: ")
+            warn_unread_overrides([chosen], set_ or [])
         from clipstudy.engine import Trainer
 
         if dry_run:
@@ -177,7 +202,8 @@ def validate(
     failed = 0
     for file in files:
         try:
-            study = load_study(file)
+            with shown_warnings():
+                study = load_study(file)
             if nodes:
                 check(study, study.arms, nodes, where=f"{file}: ")
         except ClipstudyError as error:
@@ -217,7 +243,8 @@ def run(
         options = RunOptions(
             arms=arm, overrides=set_, local=local, address=address, resume=resume, cluster_config=config
         )
-        trials = run_study(study_file, options)
+        with shown_warnings():  # the study's and its --set keys' warnings, printed before Ray starts
+            trials = run_study(study_file, options)
     except StudyInterrupted as error:
         errors.print(f"[bold yellow]stopped:[/] {error}", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(INTERRUPTED) from None

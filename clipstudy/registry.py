@@ -31,8 +31,10 @@ class Registry(Generic[T]):
         except KeyError:
             raise unknown_name(self.kind, name, self._items, self._error) from None
 
-    def names(self) -> list[str]:
-        return sorted(self._items)
+    def names(self, where: Callable[[T], bool] | None = None) -> list[str]:
+        """Every registered name, sorted; with `where`, those whose item it accepts (e.g. methods that train), so
+        messages that list choices never go stale."""
+        return sorted(name for name, item in self._items.items() if where is None or where(item))
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny, fast trial configs and an isolated feature cache."""
+"""Shared fixtures (tiny, fast trial configs, an isolated feature cache) and the order the suite runs in."""
 
 from __future__ import annotations
 
@@ -10,11 +10,34 @@ import pytest
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+LONGEST_FIRST = (
+    "study/test_two_node_cluster.py",
+    "study/test_faults.py",
+    "study/test_gpu_scheduling.py",
+    "study/test_multiworker.py",
+    "study/test_record.py",
+    "study/test_resume.py",
+)
+"""The modules that take longest (minutes each, mostly waiting on Ray; docs/benchmarks.md), longest first.
+
+`make test` runs the suite with pytest-xdist, a module per worker at a time (`--dist loadfile
+--no-loadscope-reorder`) in collection order: starting these first puts them on different workers at once,
+so their waits overlap instead of one of them starting last. The order changes nothing else.
+"""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.path.as_posix()
+        return next((i for i, name in enumerate(LONGEST_FIRST) if path.endswith(f"tests/{name}")), len(LONGEST_FIRST))
+
+    items.sort(key=rank)
+
 
 @pytest.fixture
 def tiny_config(tmp_path):
     """Build a TrialConfig on the tiny model and small synthetic data; keyword args are dotted overrides."""
-    from clipstudy.config import build_config
+    from clipstudy.studyfile import build_config
 
     def make(method: str = "linear_probe", **overrides):
         base = {

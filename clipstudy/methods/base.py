@@ -2,20 +2,22 @@
 
 The engine owns the loop (batches, augmentation, loss, optimizer steps, evaluation, checkpoints).
 A method says which model to build and which parameters train (`build`), with which learning
-rates (`param_groups`), and whether its backbone is frozen (so the engine may cache features).
+rates (`param_groups`), whether its backbone is frozen (so the engine may cache features), which config
+sections it reads (`reads`, so a study that sets others is warned) and its loss weights (`loss_defaults`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
-from clipstudy.config import TrialConfig
-from clipstudy.errors import ConfigError
-from clipstudy.methods.objective import LossTerm, standard_terms
+from clipstudy.config import LossConfig, TrialConfig
+from clipstudy.errors import ConfigError, or_list
+from clipstudy.methods.registry import METHODS
 from clipstudy.methods.wise import interpolate
 from clipstudy.models.classifier import ImageClassifier
 from clipstudy.models.heads import (
@@ -28,7 +30,7 @@ from clipstudy.models.heads import (
 
 if TYPE_CHECKING:  # open_clip and the data layer load when a model is built, not to list methods
     from clipstudy.data import DataBundle
-    from clipstudy.models.build import BuiltModel
+    from clipstudy.models.built_model import BuiltModel
 
 
 @dataclass
@@ -47,8 +49,9 @@ class BuildContext:
         if not self.built.has_text:
             raise ConfigError(
                 f"model.arch '{self.cfg.model.arch}' is an image-only backbone with no text tower, but "
-                f"{_text_user(self.cfg)} needs class-prompt embeddings from one; use method full_ft or "
-                "linear_probe with head.kind linear or mlp, or an open_clip model.arch"
+                f"{_text_user(self.cfg)} needs class-prompt embeddings from one; use method "
+                f"{or_list(METHODS.names(where=lambda method: method.image_only))} with head.kind linear or mlp, "
+                "or an open_clip model.arch"
             )
         return tokenize_prompts(self.built.tokenizer, self.data.classnames, self.templates).to(self.device)
 
@@ -77,6 +80,36 @@ def _text_user(cfg: TrialConfig) -> str:
 
 
 @dataclass
+class Step:
+    """One training step as the loss terms see it."""
+
+    images: torch.Tensor
+    """The model's input batch (after augmentation)."""
+    labels: torch.Tensor
+    """[B] class indices."""
+    features: torch.Tensor
+    """[B, D] image features of the model being trained."""
+    text: torch.Tensor
+    """[C, D] class text embeddings (through the text tower, with gradients, where it trains)."""
+    logits: torch.Tensor
+
+    @property
+    def pair_text(self) -> torch.Tensor:
+        """[B, D] the class text of each image."""
+        return self.text[self.labels]
+
+
+@dataclass
+class LossTerm:
+    """A weighted term of the training objective, computed from each training step."""
+
+    name: str
+    """Logged as train/loss_<name>."""
+    weight: float
+    compute: Callable[[Step], torch.Tensor]
+
+
+@dataclass
 class ParamGroup:
     name: str
     params: list[nn.Parameter]
@@ -85,6 +118,45 @@ class ParamGroup:
 
     def as_torch(self) -> dict[str, Any]:
         return {"name": self.name, "params": self.params, "lr": self.lr, "weight_decay": self.weight_decay}
+
+
+LOSS_WEIGHT_DEFAULTS = {"ce_weight": 1.0, "contrastive_weight": 0.0, "scl_weight": 0.0, "vld_weight": 0.0}
+"""The weight of each loss term for a method that declares none of its own (`Method.loss_defaults`): CE alone."""
+
+EVERY_TRIAL_READS = (
+    "method",
+    "model",
+    "data",
+    "prompts",
+    "eval",
+    "train.batch_size",
+    "train.eval_batch_size",
+    "train.precision",
+    "train.seed",
+    "train.device",
+)
+"""What the engine reads for every trial, whatever its method: the model and data it builds, where and at which
+precision and batch size it evaluates, the class prompts and the transfer evaluation."""
+
+TRAINING_READS = (
+    "train.epochs",
+    "train.optimizer",
+    "train.lr",
+    "train.weight_decay",
+    "train.momentum",
+    "train.scheduler",
+    "train.warmup_epochs",
+    "train.t0_epochs",
+    "train.min_lr",
+    "train.label_smoothing",
+    "train.grad_clip",
+    "train.select",
+    "augment",
+    "loss",
+    "wise",
+)
+"""What the engine also reads for a method that trains: the optimizer and its schedule, augmentation, the
+objective and WiSE-FT."""
 
 
 class Method:
@@ -96,16 +168,47 @@ class Method:
     """False for methods with nothing to train (zero-shot): only epoch 0 is evaluated."""
     frozen_backbone: ClassVar[bool] = False
     """True when the image encoder never changes, so its features can be computed once."""
+    image_only: ClassVar[bool] = False
+    """True when it runs on an image-only backbone (a torchvision ResNet): it needs no text tower and no
+    attention blocks, only a linear or MLP head."""
+    reads: ClassVar[tuple[str, ...]] = ()
+    """The config sections (`lora`) and single keys (`train.head_lr`) this method reads besides the engine's
+    (`EVERY_TRIAL_READS`, and `TRAINING_READS` when it trains); a study that sets others for it is warned."""
     loss_defaults: ClassVar[dict[str, float]] = {}
-    """Weights of `loss.*` this method uses when the config leaves them unset (else CE alone)."""
+    """Weights of `loss.*` this method uses when the config leaves them unset (else `LOSS_WEIGHT_DEFAULTS`)."""
+
+    @classmethod
+    def config_reads(cls) -> tuple[str, ...]:
+        """Every config section or key a trial of this method reads."""
+        return EVERY_TRIAL_READS + (TRAINING_READS if cls.trains else ()) + cls.reads
+
+    @classmethod
+    def loss_weights(cls, loss: LossConfig) -> dict[str, float]:
+        """Each `loss.*_weight`: the config's where set, else this method's default, else CE alone.
+
+        The one place loss defaults are decided: study resolution records these numbers, and the engine trains
+        with them, so a config built without resolution trains exactly as its resolved form.
+        """
+        defaults = {**LOSS_WEIGHT_DEFAULTS, **cls.loss_defaults}
+        weights = {
+            key: default if getattr(loss, key) is None else getattr(loss, key) for key, default in defaults.items()
+        }
+        if cls.trains and not any(weights.values()):
+            raise ConfigError(f"every loss.*_weight is 0, so {cls.name} would train nothing; set one above 0")
+        return weights
+
+    @classmethod
+    def with_defaults(cls, cfg: TrialConfig) -> TrialConfig:
+        """`cfg` with this method's defaults in the keys it leaves unset (the loss weights)."""
+        return cfg.model_copy(update={"loss": cfg.loss.model_copy(update=cls.loss_weights(cfg.loss))})
 
     def build(self, ctx: BuildContext) -> ImageClassifier:
         raise NotImplementedError
 
     def loss_terms(self, ctx: BuildContext) -> list[LossTerm]:
-        """Loss terms added to the weighted CE (called once per trial, before `build`): those `loss.*` asks for.
-        A method with a term of its own appends it here."""
-        return standard_terms(ctx)
+        """Loss terms of this method's own, added to the weighted CE and to those `loss.*` asks for (called once
+        per trial, before `build`); none by default."""
+        return []
 
     def ensemble_origin(self, model: ImageClassifier) -> dict[str, torch.Tensor] | None:
         """The starting weights WiSE-FT interpolates from (CPU copies, taken before training): every trained

@@ -19,6 +19,16 @@ TIMM_STEM = ("trunk.patch_embed", "trunk.cls_token", "trunk.reg_token", "trunk.p
 class FullFineTune(Method):
     name = "full_ft"
     description = "image encoder and head train; backbone_lr/head_lr, layer decay, frozen first blocks"
+    image_only = True
+    reads = (
+        "head",
+        "tokens",
+        "train.backbone_lr",
+        "train.head_lr",
+        "train.head_lr_mult",
+        "train.layer_decay",
+        "train.freeze_blocks",
+    )
 
     def build(self, ctx: BuildContext) -> ImageClassifier:
         clip = ctx.built.model.requires_grad_(False)

@@ -1,4 +1,5 @@
-"""Linear probe: a head on frozen image features, trained by the engine or by L-BFGS (the CLIP paper)."""
+"""Linear probe: a head on frozen image features, trained by the engine or by L-BFGS (the CLIP paper,
+Radford et al. 2021)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ class LinearProbe(Method):
     name = "linear_probe"
     description = "frozen backbone, trained head (features cached when there is no augmentation)"
     frozen_backbone = True
+    image_only = True
+    reads = ("head", "probe")
 
     def build(self, ctx: BuildContext) -> ImageClassifier:
         if ctx.cfg.probe.solver == "logreg":

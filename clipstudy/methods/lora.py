@@ -15,6 +15,7 @@ from clipstudy.models.classifier import ImageClassifier
 class Lora(Method):
     name = "lora"
     description = "peft LoRA on q/k/v/o/fc1/fc2 of the vision and/or text tower, plus a head"
+    reads = ("head", "lora", "tokens", "train.head_lr")
 
     def build(self, ctx: BuildContext) -> ImageClassifier:
         cfg = ctx.cfg

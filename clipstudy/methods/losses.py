@@ -28,13 +28,13 @@ def clip_contrastive(image: torch.Tensor, text: torch.Tensor, scale: float) -> t
 
 
 def supervised_contrastive(image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: float) -> torch.Tensor:
-    """CLIP-CITE's SCL (004, Eq. 4): image→text plus text→image, where the negatives of pair (i, i) are only
+    """CLIP-CITE's SCL (its Eq. 4): image→text plus text→image, where the negatives of pair (i, i) are only
     the pairs of other classes.
 
     ℓ_i = -log( e^{s_ii} / (e^{s_ii} + Σ_{j: y_j ≠ y_i} e^{s_ij}) ), and likewise with s transposed.
     Eq. 4's indicator drops the texts equal to t_i (same class: with class-level prompts they are the
     same text) from the denominator; the positive itself stays in it, which is what makes SCL reduce to
-    FLYP's contrastive loss when a batch holds no two images of one class, as 004 notes. Eq. 4 prints no
+    FLYP's contrastive loss when a batch holds no two images of one class, as the CLIP-CITE paper notes. Eq. 4 prints no
     minus sign; minimising it as printed would push matching pairs apart, so the log-likelihood is negated.
     """
     logits = similarities(image, text, scale)
@@ -52,7 +52,7 @@ def similarity_distillation(
     teacher_text: torch.Tensor,
     scale: float,
 ) -> torch.Tensor:
-    """CLIP-CITE's VLD (004, Eq. 5): KL divergence between the teacher's and the student's in-batch
+    """CLIP-CITE's VLD (its Eq. 5): KL divergence between the teacher's and the student's in-batch
     image→text distributions (softmax over the batch's texts of the scaled cosine similarities), mean
     over images.
 

@@ -1,56 +1,26 @@
 """What a training step optimises beyond the classifier's cross-entropy, and what it sees.
 
-The engine computes CE on the logits; an `Objective` adds the weighted loss terms of `loss.*` (built by
-`Method.loss_terms`) and reports each term by name, so the engine can log `train/loss_<name>`. With the
-default weights (CE alone) the objective is `plain` and the engine's step is exactly what it was.
+The engine computes CE on the logits; an `Objective` adds the weighted loss terms of `loss.*` (and any of the
+method's own, `Method.loss_terms`) and reports each term by name, so the engine can log `train/loss_<name>`.
+With the default weights (CE alone) the objective is `plain` and the engine's step is exactly what it was.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
 from clipstudy.config import TrialConfig
-from clipstudy.errors import ConfigError
+from clipstudy.errors import ConfigError, or_list
+from clipstudy.methods.base import BuildContext, LossTerm, Method, Step
 from clipstudy.methods.losses import clip_contrastive, similarity_distillation, supervised_contrastive
+from clipstudy.methods.registry import METHODS
 from clipstudy.models.classifier import ImageClassifier
 from clipstudy.models.heads import TextHead, class_embeddings_from_tokens
-
-if TYPE_CHECKING:
-    from clipstudy.methods.base import BuildContext, Method
-
-
-@dataclass
-class Step:
-    """One training step as the loss terms see it."""
-
-    images: torch.Tensor
-    """The model's input batch (after augmentation)."""
-    labels: torch.Tensor
-    """[B] class indices."""
-    features: torch.Tensor
-    """[B, D] image features of the model being trained."""
-    text: torch.Tensor
-    """[C, D] class text embeddings (through the text tower, with gradients, where it trains)."""
-    logits: torch.Tensor
-
-    @property
-    def pair_text(self) -> torch.Tensor:
-        """[B, D] the class text of each image."""
-        return self.text[self.labels]
-
-
-@dataclass
-class LossTerm:
-    name: str
-    """Logged as train/loss_<name>."""
-    weight: float
-    compute: Callable[[Step], torch.Tensor]
 
 
 @dataclass
@@ -155,13 +125,15 @@ def standard_terms(ctx: BuildContext) -> list[LossTerm]:
 
 def build_objective(method: Method, ctx: BuildContext) -> Objective:
     """The trial's objective; call before `method.build`, which may change the original model in place
-    (the distillation teacher copies it)."""
-    weights = ctx.cfg.loss
+    (the distillation teacher copies it). Loss weights the config leaves unset are the method's defaults."""
     if not method.trains:
         return Objective()
+    ctx = replace(ctx, cfg=method.with_defaults(ctx.cfg))
+    weights = ctx.cfg.loss
     if weights.ce_weight != 1.0 or weights.contrastive_weight or weights.scl_weight or weights.vld_weight:
         check_objective(method, ctx)
-    return Objective(weights.ce_weight, method.loss_terms(ctx), zero_shot_text=ctx.class_embeddings)
+    terms = standard_terms(ctx) + method.loss_terms(ctx)
+    return Objective(weights.ce_weight, terms, zero_shot_text=ctx.class_embeddings)
 
 
 def check_objective(method: Method, ctx: BuildContext) -> None:
@@ -175,7 +147,7 @@ def check_objective(method: Method, ctx: BuildContext) -> None:
     if method.frozen_backbone:
         raise ConfigError(
             f"loss terms other than CE act through the CLIP towers, which {method.name} keeps frozen; "
-            "use a method that trains them (full_ft, lora, flyp, clip_cite) or leave loss.* at its defaults"
+            f"use a method that trains them ({', '.join(tower_training_methods())}) or leave loss.* at its defaults"
         )
     if cfg.augment.mixing:
         raise ConfigError(
@@ -191,8 +163,13 @@ def apply_token_masking(method: Method, model: ImageClassifier, cfg: TrialConfig
     if method.frozen_backbone:
         raise ConfigError(
             f"tokens.keep_ratio < 1 masks tokens while the image tower trains; {method.name} keeps it frozen "
-            "(its features may be cached): set tokens.keep_ratio: 1 or use full_ft, lora, flyp or clip_cite"
+            f"(its features may be cached): set tokens.keep_ratio: 1 or use {or_list(tower_training_methods())}"
         )
     from clipstudy.models.token_keep import apply_token_keep
 
     apply_token_keep(model.clip.visual, cfg.tokens.keep_ratio, cfg.tokens.saliency)
+
+
+def tower_training_methods() -> list[str]:
+    """The registered methods whose CLIP towers train (so loss terms and token masking act through them)."""
+    return METHODS.names(where=lambda method: method.trains and not method.frozen_backbone)

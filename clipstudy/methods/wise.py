@@ -1,4 +1,4 @@
-"""WiSE-FT weight interpolation (Wortsman et al.; seed 004, Eq. 7)."""
+"""WiSE-FT weight interpolation (Wortsman et al. 2022; as CLIP-CITE applies it to both towers, its Eq. 7)."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ class ZeroShot(Method):
     description = "class-prompt embeddings (template ensemble) as a fixed classifier; epoch 0 only"
     trains = False
     frozen_backbone = True
+    reads = ()  # only what the engine reads for every trial (model, data, prompts, eval)
 
     def build(self, ctx: BuildContext) -> ImageClassifier:
         clip = ctx.built.model.requires_grad_(False)

@@ -19,7 +19,6 @@ import ray
 import yaml
 from ray import tune
 
-from clipstudy import tracking
 from clipstudy.errors import ConfigError, StudyInterrupted
 from clipstudy.study.cluster import check_feasible
 from clipstudy.study.driver import ArmSpec, trial_driver
@@ -28,7 +27,8 @@ from clipstudy.study.progress import StudyProgress, say
 from clipstudy.study.protocol import RUN_ID, was_pruned
 from clipstudy.study.search import OPTUNA_DB, num_samples, scheduler, searcher
 from clipstudy.study.stopping import StopRequest
-from clipstudy.studyfile import Arm, Resources, Study, load_study
+from clipstudy.studyfile import Arm, Resources, Study, load_study, warn_unread_overrides
+from clipstudy.tracking import read, recovery, runs, store
 
 
 class StatusCallback(tune.Callback):
@@ -40,13 +40,13 @@ class StatusCallback(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
         if was_pruned(result) and RUN_ID in result:
-            tracking.set_status(self.tracking_uri, result[RUN_ID], "pruned")
+            runs.set_status(self.tracking_uri, result[RUN_ID], "pruned")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
         if RUN_ID in result:
             reason = f"trial errored: {trial.error_file or 'see the Ray logs'}"
-            tracking.mark_failed_if_running(self.tracking_uri, result[RUN_ID], reason)
+            recovery.mark_failed_if_running(self.tracking_uri, result[RUN_ID], reason)
 
 
 @dataclass
@@ -138,10 +138,10 @@ def run_arm(study: Study, arm: Arm, spec: ArmSpec, storage_url: str, run_tag: st
         say(f"{arm.name}: no saved search state at {path}: the arm starts from the beginning")
     if resume:  # before any trial of the arm runs: runs still open now were left by the stopped driver
         known = restored_trial_outcomes(path) if restored else {}
-        closed = tracking.close_interrupted_trials(spec.tracking_uri, spec.parent_run_id, arm.name, known)
+        closed = recovery.close_interrupted_trials(spec.tracking_uri, spec.parent_run_id, arm.name, known)
         if closed:
             say(f"{arm.name}: closed {len(closed)} trial run(s) the stopped study left open")
-        unclaimed = tracking.unclaimed_completed_runs(spec.tracking_uri, spec.parent_run_id, arm.name, known)
+        unclaimed = recovery.unclaimed_completed_runs(spec.tracking_uri, spec.parent_run_id, arm.name, known)
         spec = dataclasses.replace(spec, unclaimed=tuple(unclaimed))
     trainable = tune.with_resources(tune.with_parameters(trial_driver, spec=spec), trial_resources(spec.resources))
     if restored:
@@ -205,12 +205,13 @@ def run_study(study: str | Path | Study, options: RunOptions | None = None) -> p
     overrides = list(options.overrides or [])
     for arm in arms:
         study.arm_config(arm, overrides=overrides, where=f"{study_file}: ")
-    uri = tracking.resolve_tracking_uri(study.tracking_uri, workdir)
-    tracking.check_reachable(uri)
+    warn_unread_overrides(arms, overrides)
+    uri = store.resolve_tracking_uri(study.tracking_uri, workdir)
+    store.check_reachable(uri)
     quiet_ray()
     started = connect(options)
     check_feasible(study, arms, options.local, options.cluster_config, where=f"{study_file}: ")
-    parent = tracking.start_study_run(uri, study.name, study_file, resume=options.resume)
+    parent = runs.start_study_run(uri, study.name, study_file, resume=options.resume)
     storage_path = study.storage or str(workdir / "runs")
     storage_url = f"sqlite:///{workdir / OPTUNA_DB}"
     status = "FAILED"
@@ -226,12 +227,12 @@ def run_study(study: str | Path | Study, options: RunOptions | None = None) -> p
         status = "FINISHED"
     except (StudyInterrupted, KeyboardInterrupt):
         status = "KILLED"
-        tracking.mark_trials_killed(uri, parent)
+        recovery.mark_trials_killed(uri, parent)
         raise
     finally:
-        tracking.finish_study_run(uri, parent, status)
+        runs.finish_study_run(uri, parent, status)
         if started:  # stop the trials' idle actors now, not at interpreter exit (tracebacks on SIGTERM)
             ray.shutdown()
-    trials = tracking.trial_runs(uri, study.name)
+    trials = read.trial_runs(uri, study.name)
     trials.attrs.update(tracking_uri=uri, metric=study.metric, mode=study.mode)
     return trials

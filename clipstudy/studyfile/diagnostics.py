@@ -14,22 +14,31 @@ from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from clipstudy.config import dotted, validation_message
-from clipstudy.errors import did_you_mean
+from clipstudy.errors import Problem, did_you_mean
 
 Model = TypeVar("Model", bound=BaseModel)
 
 
+def validation_message(item: Mapping[str, Any]) -> str:
+    """Pydantic's message without its 'Value error, ' prefix (the message is the user's, not Python's)."""
+    return str(item["msg"]).removeprefix("Value error, ")
+
+
+def dotted(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
 def structure_problem(
     model: type[BaseModel], item: Mapping[str, Any], raw: dict[str, Any], where: str, named: Mapping[str, str]
-) -> str:
-    """One pydantic error as `where: field.path: what`, list entries of `named` lists named by their key."""
+) -> Problem:
+    """One pydantic error of the file `where` at its field path, list entries of `named` lists named by their key."""
     loc = tuple(item["loc"])
+    path = field_path(loc, raw, named)
     if item["type"] == "extra_forbidden":
         fields = field_names(model, loc[:-1])
         hint = did_you_mean(str(loc[-1]), fields)
-        return f"{where}: {field_path(loc, raw, named)}: unknown key{hint}; valid: {', '.join(fields)}"
-    return f"{where}: {field_path(loc, raw, named) or '(top level)'}: {validation_message(item)}"
+        return Problem(f"unknown key{hint}; valid: {', '.join(fields)}", path, where)
+    return Problem(validation_message(item), path or "(top level)", where)
 
 
 def field_path(loc: tuple[Any, ...], raw: dict[str, Any], named: Mapping[str, str]) -> str:

@@ -1,20 +1,18 @@
-"""Study files: a named list of arms, each a method with config overrides over a shared base.
+"""The study file's schema: a named list of arms, each a method with config overrides over a shared base.
 
-Validation reports every problem, each prefixed with the file and the field path, before any
-compute starts.
+`load_study` (in `clipstudy.studyfile.load`) validates a file against it, every arm's config included.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from clipstudy.config import TrialConfig, check_keys, flatten, load_yaml, override_layers, resolve_config
-from clipstudy.errors import ConfigError, did_you_mean
-from clipstudy.studyfile.diagnostics import salvage, structure_problem
-from clipstudy.studyfile.search_space import Dist, grid
+from clipstudy.config import TrialConfig, flatten, key_problems
+from clipstudy.errors import ConfigError, Problem, did_you_mean
+from clipstudy.studyfile.resolve import override_layers, resolve_config
+from clipstudy.studyfile.search_space import Dist
 
 METRICS = ("val/acc", "val/loss", "train/acc", "train/loss")
 
@@ -151,22 +149,21 @@ class Study(BaseModel):
     def arm_resources(self, arm: Arm) -> Resources:
         return arm.resources or self.resources
 
-    def check_search(self, arm: Arm, where: str = "") -> list[str]:
+    def check_search(self, arm: Arm, where: str = "") -> list[Problem]:
         """Problems of an arm's search space: unknown keys, and values the config would reject."""
         index = self.arms.index(arm)
         prefix = f"{where}arms[{index}] ({arm.name}).search"
         problems = []
         for key, dist in arm.search.items():
-            try:
-                check_keys([key, *(dist.when or {})], f"{prefix}.{key}")
-            except ConfigError as error:
-                problems += str(error).splitlines()
+            unknown = key_problems([key, *(dist.when or {})])
+            if unknown:
+                problems += [Problem(message, layer=f"{prefix}.{key}") for message in unknown.values()]
                 continue
             for value in dist.candidates():
                 try:
                     self.arm_config(arm, params={key: value}, where=where, params_where=f"{prefix}.{key}={value!r}")
                 except ConfigError as error:
-                    problems += str(error).splitlines()
+                    problems += error.problems
         return problems
 
     def fixed_values(self, arm: Arm) -> dict[str, Any]:
@@ -177,44 +174,3 @@ class Study(BaseModel):
 REQUIRED = ("name", "arms")
 NAMED_LISTS = {"arms": "name"}
 """Lists whose entries errors name by their `name` (`arms[0] (lora)`), and which salvage never shortens."""
-
-
-def load_study(path: str | Path) -> Study:
-    """Parse and fully validate a study file (every arm's resolved config included).
-
-    Every problem is listed at once: when the file's own structure has errors, the parts that are valid
-    are still checked down to the config of each arm.
-    """
-    path = Path(path)
-    raw = load_yaml(path)
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a study file is a mapping with 'name' and 'arms'")
-    problems: list[str] = []
-    try:
-        study: Study | None = Study.model_validate(raw)
-    except ValidationError as error:
-        problems += [structure_problem(Study, item, raw, str(path), NAMED_LISTS) for item in error.errors()]
-        study = salvage(Study, raw, error, REQUIRED, NAMED_LISTS)
-    if study is not None:
-        problems += config_problems(study, path)
-    if problems:
-        raise ConfigError("\n".join(dict.fromkeys(problems)))
-    return study
-
-
-def config_problems(study: Study, path: Path) -> list[str]:
-    """Problems of each arm's resolved config and of its search space (a problem of the base, found again
-    through every arm and search value, is listed once by the caller)."""
-    problems = []
-    for index, arm in enumerate(study.arms):
-        try:
-            study.arm_config(arm, where=f"{path}: ")
-        except ConfigError as error:
-            problems += str(error).splitlines()
-        problems += study.check_search(arm, where=f"{path}: ")
-        if study.search.algorithm == "grid":
-            try:
-                grid(arm.search)
-            except ValueError as error:
-                problems.append(f"{path}: arms[{index}] ({arm.name}).search: {error}")
-    return problems

@@ -40,7 +40,7 @@ def test_teacher_is_a_frozen_copy_of_the_original_and_vld_starts_at_zero(tiny_co
     before = {n: p.detach().clone() for n, p in teacher.named_parameters()}
     for (name, p), q in zip(student.named_parameters(), teacher.parameters(), strict=True):
         assert torch.equal(p, q) and p.data_ptr() != q.data_ptr(), name
-    x, y = next(trainer._batches("train", True, torch.Generator().manual_seed(0)))
+    x, y = next(trainer._train_batches(torch.Generator().manual_seed(0)))
     trainer.model.train()
     _, terms = trainer.objective.forward(trainer.model, x, y)
     assert terms["vld"].item() == pytest.approx(0.0, abs=1e-7)  # the student still is the teacher

@@ -43,7 +43,7 @@ def test_token_masking_trains_and_evaluates_on_all_tokens(tiny_config):
     result = trainer.fit()
     assert result.history[1]["train/loss"] > 0
     trainer.model.eval()
-    x, _ = next(trainer._batches("val", False))
+    x = next(trainer.evaluator.batches(trainer.sources["val"][0]))
     lengths = []
     trainer.model.clip.visual.ln_pre.register_forward_hook(lambda m, args, out: lengths.append(out.shape[1]) and None)
     with torch.no_grad():

@@ -5,8 +5,10 @@ import math
 import pytest
 import torch
 
+from clipstudy.config import TrialConfig, config_keys
 from clipstudy.engine import Trainer
-from clipstudy.methods import METHODS
+from clipstudy.errors import ConfigError
+from clipstudy.methods import METHODS, Method
 
 FINITE_KEYS = ("val/loss", "val/acc", "epoch_time_s", "peak_mem_mb")
 
@@ -64,3 +66,34 @@ def test_training_changes_only_trainable_weights(tiny_config):
     for name, param in trainer.model.named_parameters():
         if not param.requires_grad:
             assert torch.equal(param, before[name]), name
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_method_reads_only_config_sections_and_keys_that_exist(name):
+    keys = set(config_keys())
+    sections = {key.split(".")[0] for key in keys}
+    assert [entry for entry in METHODS.get(name).config_reads() if entry not in keys | sections] == []
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_a_config_built_without_resolution_trains_with_the_methods_defaults(name, tiny_config):
+    resolved = tiny_config(name)
+    direct = TrialConfig.model_validate({**resolved.model_dump(), "loss": {}})  # loss weights unset
+    assert direct.loss.ce_weight is None
+    assert METHODS.get(name).with_defaults(direct) == resolved
+    built, again = Trainer(direct).objective, Trainer(resolved).objective
+    assert (built.ce_weight, [(t.name, t.weight) for t in built.terms]) == (
+        again.ce_weight,
+        [(t.name, t.weight) for t in again.terms],
+    )
+
+
+def test_methods_named_in_messages_come_from_the_registry(tiny_config, monkeypatch):
+    class Newcomer(Method):
+        name = "newcomer"
+        description = "trains its towers"
+
+    monkeypatch.setitem(METHODS._items, Newcomer.name, Newcomer)
+    with pytest.raises(ConfigError) as error:
+        Trainer(tiny_config("linear_probe", loss__contrastive_weight=1.0))
+    assert "use a method that trains them (clip_cite, flyp, full_ft, lora, newcomer)" in str(error.value)

@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from clipstudy.studyfile.diagnostics import field_names, field_path, salvage
+from clipstudy.studyfile.diagnostics import field_names, field_path, salvage, structure_problem
 from clipstudy.studyfile.schema import NAMED_LISTS, REQUIRED, Study
 
 
@@ -51,3 +51,14 @@ def test_salvage_drops_what_the_errors_point_at_and_keeps_the_rest():
 )
 def test_salvage_gives_up_where_dropping_would_change_the_study(raw):
     assert salvage(Study, raw, errors_of(raw), REQUIRED, NAMED_LISTS) is None
+
+
+def test_structure_problems_hold_the_file_the_field_and_the_message():
+    raw = {"name": "s", "arms": [{"name": "a", "method": "lora", "trails": 2}], "metric": "val/f1"}
+    problems = sorted(
+        (structure_problem(Study, item, raw, "s.yaml", NAMED_LISTS) for item in errors_of(raw).errors()),
+        key=lambda p: p.path,
+    )
+    assert [(p.layer, p.path) for p in problems] == [("s.yaml", "arms[0] (a).trails"), ("s.yaml", "metric")]
+    assert problems[0].message.startswith("unknown key (did you mean 'trials'?); valid: name, method, config")
+    assert str(problems[1]) == "s.yaml: metric: Input should be 'val/acc', 'val/loss', 'train/acc' or 'train/loss'"
