@@ -10,7 +10,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 # workers must use this environment's python instead (it has the study extra: ray, mlflow, optuna).
 export RAY_ENABLE_UV_RUN_RUNTIME_ENV := 0
 
-.PHONY: install uv browser demo test lint bench
+.PHONY: install uv browser demo test test-fast lint bench
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -25,9 +25,18 @@ demo: install
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
+# Three pytest-xdist workers, a test module per worker at a time, the longest modules first (tests/conftest.py):
+# most of the suite's time is spent waiting on Ray, so the waits of the study tests overlap.
+PARALLEL := -n 3 --dist loadfile --no-loadscope-reorder
+
 test: install browser
 	$(RUN) ruff check clipstudy tests bench
-	$(RUN) pytest
+	$(RUN) pytest $(PARALLEL)
+
+# The inner loop: everything but the tests marked slow (the Ray studies, multi-process and learning runs).
+test-fast: install
+	$(RUN) ruff check clipstudy tests bench
+	$(RUN) pytest -m "not slow" -n 2
 
 lint: install
 	$(RUN) ruff check clipstudy tests bench

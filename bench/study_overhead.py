@@ -180,17 +180,17 @@ def step(name):
     start = time.perf_counter()
 
 import clipstudy.study.runner as study_module
-from clipstudy import tracking
+from clipstudy.tracking import runs, store
 step("import clipstudy.study.runner (Ray Tune, MLflow, pandas)")
 study = study_module.load_study(QUICKSTART)
 step("load and validate the quickstart (imports torch and the method and dataset registries)")
 import ray
 ray.init(include_dashboard=False, configure_logging=False)
 step("ray.init of a local instance")
-uri = tracking.resolve_tracking_uri(None, Path.cwd())
-tracking.start_study_run(uri, study.name, QUICKSTART, resume=False)
+uri = store.resolve_tracking_uri(None, Path.cwd())
+runs.start_study_run(uri, study.name, QUICKSTART, resume=False)
 step("MLflow study run on a new SQLite store (creates its tables)")
-tracking.start_study_run(uri, study.name, QUICKSTART, resume=False)
+runs.start_study_run(uri, study.name, QUICKSTART, resume=False)
 step("MLflow study run on the existing store")
 ray.shutdown()
 step("ray.shutdown")

@@ -22,13 +22,15 @@ from typing import TYPE_CHECKING, Any
 import ray.tune
 from ray.train import FailureConfig, RunConfig, ScalingConfig
 
-from clipstudy import tracking
 from clipstudy.errors import TrialFailed
-from clipstudy.study.protocol import FAILURE_FILE, PLANNED, quiet_ray_logs
+from clipstudy.study.protocol import PLANNED, quiet_ray_logs
 from clipstudy.studyfile import Resources, Study
+from clipstudy.tracking import recovery, runs
+from clipstudy.tracking.schema import FAILURE_FILE
 
 if TYPE_CHECKING:
     from ray.train.torch import TorchTrainer
+
 
 @dataclass
 class ArmSpec:
@@ -43,7 +45,7 @@ class ArmSpec:
     max_failures: int
     overrides: list[str] = field(default_factory=list)
     unclaimed: tuple[str, ...] = ()
-    """On resume: completed runs of trials Tune lost (`tracking.unclaimed_completed_runs`)."""
+    """On resume: completed runs of trials Tune lost (`recovery.unclaimed_completed_runs`)."""
 
     @property
     def in_process(self) -> bool:
@@ -56,16 +58,16 @@ def trial_driver(params: dict[str, Any], spec: ArmSpec) -> None:
     study, arm = spec.study, spec.study.arm(spec.arm)
     cfg = study.arm_config(arm, overrides=spec.overrides, params=params)
     trial_id = ray.tune.get_context().get_trial_id()
-    done = tracking.completed_trial(spec.tracking_uri, study.name, spec.parent_run_id, trial_id)
+    done = recovery.completed_trial(spec.tracking_uri, study.name, spec.parent_run_id, trial_id)
     for run_id in spec.unclaimed if done is None else ():
-        done = tracking.adopt_completed_run(spec.tracking_uri, run_id, trial_id, cfg)
+        done = recovery.adopt_completed_run(spec.tracking_uri, run_id, trial_id, cfg)
         if done is not None:
             break
     if done is not None:  # finished before an interrupted study recorded it in Tune: keep it as it is
         ray.tune.report({**done, PLANNED: done["epoch"]})
         return
     resources = {"cpus": spec.resources.cpus, "gpus": spec.resources.gpus, "workers": spec.resources.workers}
-    run_id = tracking.trial_run(
+    run_id = runs.trial_run(
         spec.tracking_uri, study.name, spec.parent_run_id, arm.name, cfg.method, trial_id, cfg, resources
     )
     loop_config = {
@@ -77,8 +79,8 @@ def trial_driver(params: dict[str, Any], spec: ArmSpec) -> None:
     try:
         make_trainer(spec, loop_config, trial_id).fit()
     except Exception as error:
-        tracking.log_text(spec.tracking_uri, run_id, error_text(error), FAILURE_FILE)
-        tracking.set_status(spec.tracking_uri, run_id, "failed", failure_reason(error))
+        runs.log_text(spec.tracking_uri, run_id, error_text(error), FAILURE_FILE)
+        runs.set_status(spec.tracking_uri, run_id, "failed", failure_reason(error))
         raise
 
 

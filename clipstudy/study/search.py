@@ -101,5 +101,3 @@ def scheduler(study: Study, epochs: int) -> Any:
         grace_period=min(study.scheduler.grace_period, epochs),
         reduction_factor=study.scheduler.reduction_factor,
     )
-
-

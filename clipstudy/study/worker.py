@@ -16,11 +16,11 @@ import ray.tune
 import torch
 import torch.distributed as dist
 
-from clipstudy import tracking
 from clipstudy.config import TrialConfig
 from clipstudy.engine import Callback, Trainer
 from clipstudy.errors import TrialFailed
 from clipstudy.study.protocol import PLANNED, RUN_ID, quiet_ray_logs
+from clipstudy.tracking import runs
 
 CHECKPOINT_FILE = "trial.pt"
 
@@ -38,7 +38,7 @@ class Reporter(Callback):
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         if self.rank == 0:
-            tracking.log_epoch(self.tracking_uri, self.run_id, metrics, epoch)
+            runs.log_epoch(self.tracking_uri, self.run_id, metrics, epoch)
         if epoch >= trainer.num_epochs:
             self.pending = (trainer, metrics)
         else:
@@ -108,7 +108,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     gpus = assigned_gpus()
     per_worker = every_worker(gpus)
     if rank == 0:
-        tracking.log_gpu_ids(loop_config["tracking_uri"], loop_config["run_id"], per_worker)
+        runs.log_gpu_ids(loop_config["tracking_uri"], loop_config["run_id"], per_worker)
     check_gpus_usable(cfg, gpus)
     reporter = Reporter(loop_config["tracking_uri"], loop_config["run_id"], in_process, rank)
     checkpoint = latest_checkpoint(in_process)
@@ -118,9 +118,9 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as directory:
             trainer = Trainer(cfg, [reporter], resume_from=Path(directory) / CHECKPOINT_FILE)
     if rank == 0:
-        tracking.log_runtime(loop_config["tracking_uri"], loop_config["run_id"], trainer.runtime)
+        runs.log_runtime(loop_config["tracking_uri"], loop_config["run_id"], trainer.runtime)
     result = trainer.fit()
     if rank == 0:
-        tracking.log_result(loop_config["tracking_uri"], loop_config["run_id"], result)
-        tracking.set_status(loop_config["tracking_uri"], loop_config["run_id"], "completed")
+        runs.log_result(loop_config["tracking_uri"], loop_config["run_id"], result)
+        runs.set_status(loop_config["tracking_uri"], loop_config["run_id"], "completed")
     reporter.report_final()

@@ -14,6 +14,7 @@ import os
 import pytest
 import torch
 
+from clipstudy.tracking.schema import GPU_IDS_COLUMN, REASON_COLUMN, RUNTIME_COLUMN, STATUS_COLUMN
 from tests.study.conftest import write_study
 
 pytestmark = [
@@ -27,7 +28,6 @@ BASE = {
     "data": {"name": "synthetic", "num_classes": 10, "samples_per_class": 64},
     "train": {"epochs": 3, "batch_size": 32},
 }
-STATUS, GPU_IDS = "tags.clipstudy.status", "tags.clipstudy.resources.gpu_ids"
 
 
 def run(folder, name: str, arm: dict):
@@ -42,11 +42,11 @@ def run(folder, name: str, arm: dict):
 def test_half_gpu_trials_train_on_the_gpu_at_the_same_time(tmp_path):
     half = {"name": "half", "method": "full_ft", "trials": 2, "resources": {"cpus": 1, "gpus": 0.5}}
     trials = run(tmp_path, "cuda_sharing", half)
-    assert trials[STATUS].tolist() == ["completed", "completed"], trials.get("tags.clipstudy.failure_reason")
-    assert all(str(ids).isdigit() for ids in trials[GPU_IDS])
-    assert all(device.startswith("cuda (") for device in trials["tags.clipstudy.runtime.device"])
+    assert trials[STATUS_COLUMN].tolist() == ["completed", "completed"], trials.get(REASON_COLUMN)
+    assert all(str(ids).isdigit() for ids in trials[GPU_IDS_COLUMN])
+    assert all(device.startswith("cuda (") for device in trials[f"{RUNTIME_COLUMN}.device"])
     precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    assert set(trials["tags.clipstudy.runtime.precision"]) == {precision}
+    assert set(trials[f"{RUNTIME_COLUMN}.precision"]) == {precision}
     assert trials.start_time[1] < trials.end_time[0]  # both held half a GPU at once
     assert (trials["metrics.test/acc"] > 0.1).all()  # above chance on 10 classes: they trained
 
@@ -55,7 +55,7 @@ def test_half_gpu_trials_train_on_the_gpu_at_the_same_time(tmp_path):
 def test_a_two_worker_trial_trains_with_a_gpu_per_worker(tmp_path):
     ddp = {"name": "ddp", "method": "full_ft", "resources": {"cpus": 1, "gpus": 1, "workers": 2}}
     trials = run(tmp_path, "cuda_ddp", ddp)
-    assert trials[STATUS].tolist() == ["completed"], trials.get("tags.clipstudy.failure_reason")
-    first, second = trials[GPU_IDS].iloc[0].split(";")
+    assert trials[STATUS_COLUMN].tolist() == ["completed"], trials.get(REASON_COLUMN)
+    first, second = trials[GPU_IDS_COLUMN].iloc[0].split(";")
     assert first != second
-    assert trials["tags.clipstudy.runtime.device"].iloc[0].startswith("cuda (")
+    assert trials[f"{RUNTIME_COLUMN}.device"].iloc[0].startswith("cuda (")

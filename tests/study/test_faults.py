@@ -17,7 +17,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from clipstudy.tracking import INTERRUPTED
+from clipstudy.tracking.recovery import INTERRUPTED
+from clipstudy.tracking.schema import ARM, REASON, ROLE, STATUS, TRIAL_ID
 
 pytestmark = pytest.mark.slow
 CLI = str(Path(sys.executable).parent / "clipstudy")
@@ -100,11 +101,11 @@ def trials(workdir: Path, name: str):
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(name)
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    return client, [r for r in runs if r.data.tags.get("clipstudy.role") == "trial"], runs
+    return client, [r for r in runs if r.data.tags.get(ROLE) == "trial"], runs
 
 
 def completed_count(workdir: Path) -> int:
-    rows = query(workdir, "select count(*) from tags where key='clipstudy.status' and value='completed'")
+    rows = query(workdir, f"select count(*) from tags where key='{STATUS}' and value='completed'")
     return rows[0][0] if rows else 0
 
 
@@ -113,7 +114,7 @@ def trial_run_without_epochs(workdir: Path) -> bool:
     rows = query(
         workdir,
         "select count(*) from runs r join tags t on t.run_uuid = r.run_uuid "
-        "where t.key = 'clipstudy.role' and t.value = 'trial' and r.status = 'RUNNING' "
+        f"where t.key = '{ROLE}' and t.value = 'trial' and r.status = 'RUNNING' "
         "and not exists (select 1 from metrics m where m.run_uuid = r.run_uuid)",
     )
     return bool(rows and rows[0][0])
@@ -129,34 +130,30 @@ def test_killed_study_resumes_without_losing_or_duplicating_trials(tmp_path):
     )
     kill_everything_under(first)
     _, before, _ = trials(tmp_path, "resume_test")
-    done_before = {
-        r.data.tags["clipstudy.trial_id"]: r.info.run_id
-        for r in before
-        if r.data.tags["clipstudy.status"] == "completed"
-    }
+    done_before = {r.data.tags[TRIAL_ID]: r.info.run_id for r in before if r.data.tags[STATUS] == "completed"}
     open_before = {r.info.run_id for r in before if r.info.status == "RUNNING"}
     assert 1 <= len(done_before) < 3 and len(open_before) == 1
 
     wait(start(tmp_path, str(path), "--resume"), tmp_path)
 
     client, after, runs = trials(tmp_path, "resume_test")
-    assert len([r for r in runs if r.data.tags.get("clipstudy.role") == "study"]) == 1
+    assert len([r for r in runs if r.data.tags.get(ROLE) == "study"]) == 1
     assert [r.info.run_id for r in runs if r.info.status == "RUNNING"] == []
-    trial_ids = [r.data.tags["clipstudy.trial_id"] for r in after]
+    trial_ids = [r.data.tags[TRIAL_ID] for r in after]
     assert len(trial_ids) == len(set(trial_ids)), trial_ids
-    completed = [r for r in after if r.data.tags["clipstudy.status"] == "completed"]
+    completed = [r for r in after if r.data.tags[STATUS] == "completed"]
     assert len(completed) == 3
     for trial_id, run_id in done_before.items():
-        run = next(r for r in after if r.data.tags["clipstudy.trial_id"] == trial_id)
+        run = next(r for r in after if r.data.tags[TRIAL_ID] == trial_id)
         assert run.info.run_id == run_id
         assert [m.step for m in client.get_metric_history(run_id, "val/acc")] == [0, 1, 2, 3]
     # The trial open at the kill either resumed under its own id (Tune had checkpointed it) or, an orphan
     # of a trial Tune never ran again, was closed as interrupted; at most that one run is not completed.
-    interrupted = [r for r in after if r.data.tags["clipstudy.status"] != "completed"]
+    interrupted = [r for r in after if r.data.tags[STATUS] != "completed"]
     assert {r.info.run_id for r in interrupted} <= open_before
     for run in interrupted:
-        assert (run.info.status, run.data.tags["clipstudy.status"]) == ("FAILED", "failed")
-        assert run.data.tags["clipstudy.failure_reason"] == INTERRUPTED
+        assert (run.info.status, run.data.tags[STATUS]) == ("FAILED", "failed")
+        assert run.data.tags[REASON] == INTERRUPTED
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     (name,) = optuna.get_all_study_names(storage)
     states = [t.state for t in optuna.load_study(study_name=name, storage=storage).trials]
@@ -198,7 +195,7 @@ def test_killed_worker_resumes_its_trial_from_the_last_epoch(tmp_path):
     wait(run, tmp_path)
 
     client, after, _ = trials(tmp_path, "worker_kill_test")
-    assert len(after) == 1 and after[0].data.tags["clipstudy.status"] == "completed"
+    assert len(after) == 1 and after[0].data.tags[STATUS] == "completed"
     steps = [m.step for m in client.get_metric_history(after[0].info.run_id, "val/acc")]
     assert steps.count(0) == 1, f"restarted from scratch instead of the checkpoint: {steps}"
     assert set(steps) == set(range(7))
@@ -219,17 +216,17 @@ def test_ctrl_c_stops_the_whole_study_and_resume_finishes_it(tmp_path):
     assert f"Continue with: clipstudy run {path} --local --resume\n" in printed  # one line, to copy
     assert "Tuner.restore" not in printed  # Tune's advice is not the user's next step
     _, before, runs = trials(tmp_path, "ctrl_c_test")
-    assert {r.data.tags["clipstudy.arm"] for r in before} == {"lora"}, "no arm starts after Ctrl-C"
-    (parent,) = [r for r in runs if r.data.tags.get("clipstudy.role") == "study"]
+    assert {r.data.tags[ARM] for r in before} == {"lora"}, "no arm starts after Ctrl-C"
+    (parent,) = [r for r in runs if r.data.tags.get(ROLE) == "study"]
     assert parent.info.status == "KILLED"
-    stopped = [r for r in before if r.data.tags["clipstudy.status"] == "running"]
+    stopped = [r for r in before if r.data.tags[STATUS] == "running"]
     assert stopped and {r.info.status for r in stopped} == {"KILLED"}
 
     wait(start(tmp_path, str(path), "--resume"), tmp_path)
     assert "probe: no saved search state at" in (tmp_path / "run1.log").read_text()  # it had not started
 
     _, after, runs = trials(tmp_path, "ctrl_c_test")
-    assert len([r for r in runs if r.data.tags.get("clipstudy.role") == "study"]) == 1
-    statuses = sorted((r.data.tags["clipstudy.arm"], r.data.tags["clipstudy.status"]) for r in after)
+    assert len([r for r in runs if r.data.tags.get(ROLE) == "study"]) == 1
+    statuses = sorted((r.data.tags[ARM], r.data.tags[STATUS]) for r in after)
     assert statuses == [("lora", "completed"), ("lora", "completed"), ("probe", "completed")]
     assert {r.info.run_id for r in stopped} <= {r.info.run_id for r in after}, "the stopped trial kept its run"

@@ -13,6 +13,7 @@ import pytest
 
 from clipstudy.errors import ConfigError
 from clipstudy.studyfile import Resources, Study
+from clipstudy.tracking.schema import ARM_COLUMN, GPU_IDS_COLUMN, REASON_COLUMN, RESOURCES_COLUMN, STATUS_COLUMN
 from tests.study.conftest import write_study
 
 BASE = {
@@ -20,9 +21,6 @@ BASE = {
     "data": {"name": "synthetic", "num_classes": 4, "samples_per_class": 24},
     "train": {"epochs": 2, "batch_size": 16, "device": "cpu"},
 }
-GPU_IDS = "tags.clipstudy.resources.gpu_ids"
-STATUS = "tags.clipstudy.status"
-REASON = "tags.clipstudy.failure_reason"
 
 
 def study(name: str, arms: list[dict], **settings) -> dict:
@@ -49,7 +47,7 @@ def run(folder, spec: dict):
 
 
 def arm_trials(trials, arm: str):
-    return trials[trials["tags.clipstudy.arm"] == arm].sort_values("start_time").reset_index(drop=True)
+    return trials[trials[ARM_COLUMN] == arm].sort_values("start_time").reset_index(drop=True)
 
 
 SHARING = study(
@@ -75,9 +73,9 @@ def sharing_study(one_fake_gpu, tmp_path_factory):
 @pytest.mark.slow
 def test_half_gpu_trials_share_the_gpu_at_the_same_time(sharing_study):
     half = arm_trials(sharing_study, "half")
-    assert half[STATUS].tolist() == ["completed", "completed"]
-    assert half[GPU_IDS].tolist() == ["0", "0"]
-    assert half["tags.clipstudy.resources.gpus"].tolist() == ["0.5", "0.5"]
+    assert half[STATUS_COLUMN].tolist() == ["completed", "completed"]
+    assert half[GPU_IDS_COLUMN].tolist() == ["0", "0"]
+    assert half[f"{RESOURCES_COLUMN}.gpus"].tolist() == ["0.5", "0.5"]
     # Overlap: the second trial started before the first ended. On one GPU, two 0.5-GPU trials (of
     # full_ft, several seconds each) start together; with whole GPUs they could only run one by one.
     assert half.start_time[1] < half.end_time[0]
@@ -86,8 +84,8 @@ def test_half_gpu_trials_share_the_gpu_at_the_same_time(sharing_study):
 @pytest.mark.slow
 def test_whole_gpu_trials_on_one_gpu_run_one_after_the_other(sharing_study):
     whole = arm_trials(sharing_study, "whole")
-    assert whole[STATUS].tolist() == ["completed", "completed"]
-    assert whole[GPU_IDS].tolist() == ["0", "0"]
+    assert whole[STATUS_COLUMN].tolist() == ["completed", "completed"]
+    assert whole[GPU_IDS_COLUMN].tolist() == ["0", "0"]
     # The second trial gets the GPU once the first releases it, after its run was ended.
     assert whole.start_time[1] >= whole.end_time[0]
 
@@ -95,8 +93,8 @@ def test_whole_gpu_trials_on_one_gpu_run_one_after_the_other(sharing_study):
 @pytest.mark.slow
 def test_a_trial_given_a_gpu_torch_cannot_see_fails_with_the_reason(sharing_study):
     trial = arm_trials(sharing_study, "auto_device").iloc[0]
-    assert trial[STATUS] == "failed" and trial[GPU_IDS] == "0"
-    reason = trial[REASON]
+    assert trial[STATUS_COLUMN] == "failed" and trial[GPU_IDS_COLUMN] == "0"
+    reason = trial[REASON_COLUMN]
     assert "Ray gave this trial GPU 0, but torch" in reason and "sees no CUDA device" in reason
     assert "resources.gpus: 0" in reason
 
@@ -125,8 +123,8 @@ def test_a_worker_group_given_a_gpu_is_placed_and_set_up_for_nccl(one_fake_gpu, 
     the same way here; on a real GPU, NCCL would refuse two ranks on one device: ray-project/ray#48012.)"""
     resources = {"cpus": 0.5, "gpus": 0.5, "in_process": False}
     trials = run(tmp_path, study("gpu_worker_group", [{"name": "ddp", "method": "full_ft"}], resources=resources))
-    assert trials[STATUS].tolist() == ["failed"]
-    assert trials[REASON].iloc[0] == "ValueError: ProcessGroupNCCL is only supported with GPUs, no GPUs found!"
+    assert trials[STATUS_COLUMN].tolist() == ["failed"]
+    assert trials[REASON_COLUMN].iloc[0] == "ValueError: ProcessGroupNCCL is only supported with GPUs, no GPUs found!"
 
 
 # ------------------------------------------------------------------------------------------ --local defaults

@@ -8,6 +8,7 @@ import mlflow
 import pytest
 
 from clipstudy.errors import ConfigError
+from clipstudy.tracking.schema import RESOURCES_COLUMN, STATUS_COLUMN
 from tests.study.conftest import write_study
 
 pytestmark = pytest.mark.slow
@@ -39,8 +40,8 @@ def run(tmp_path, resources: dict):
 
 def test_a_two_worker_trial_trains_and_is_recorded(tmp_path):
     trials = run(tmp_path, {"cpus": 0.99, "workers": 2})
-    assert trials["tags.clipstudy.status"].tolist() == ["completed"]
-    assert trials["tags.clipstudy.resources.workers"].tolist() == ["2"]
+    assert trials[STATUS_COLUMN].tolist() == ["completed"]
+    assert trials[f"{RESOURCES_COLUMN}.workers"].tolist() == ["2"]
     run_id = trials.run_id.iloc[0]
     client = mlflow.MlflowClient(trials.attrs["tracking_uri"])
     assert [m.step for m in client.get_metric_history(run_id, "val/acc")] == [0, 1, 2]

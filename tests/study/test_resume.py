@@ -11,6 +11,7 @@ import pytest
 
 from clipstudy.study import runner as study_module
 from clipstudy.study.driver import PLANNED
+from clipstudy.tracking.schema import ADOPTED_COLUMN, STATUS_COLUMN, TRIAL_ID_COLUMN
 from tests.study.conftest import write_study
 
 
@@ -57,7 +58,6 @@ def test_no_snapshot_means_no_known_trials(monkeypatch):
 def test_a_finished_trial_tune_lost_is_taken_over_not_run_again(tmp_path):
     """The driver stopped before Tune's first snapshot of the arm: Tune proposes the zero-shot trial again,
     and the new trial takes the recorded run over instead of evaluating (and recording) it twice."""
-    from clipstudy import tracking
     from clipstudy.study.runner import RunOptions, run_study
 
     study = {
@@ -78,10 +78,10 @@ def test_a_finished_trial_tune_lost_is_taken_over_not_run_again(tmp_path):
     assert len(first) == len(again) == 1
     before, after = first.iloc[0], again.iloc[0]
     assert after["run_id"] == before["run_id"]
-    assert after[f"tags.{tracking.TRIAL_ID}"] != before[f"tags.{tracking.TRIAL_ID}"]
-    assert after[f"tags.{tracking.ADOPTED}"] == before[f"tags.{tracking.TRIAL_ID}"]
+    assert after[TRIAL_ID_COLUMN] != before[TRIAL_ID_COLUMN]
+    assert after[ADOPTED_COLUMN] == before[TRIAL_ID_COLUMN]
     assert after["metrics.test/acc"] == before["metrics.test/acc"]
-    assert after[f"tags.{tracking.STATUS}"] == "completed"
+    assert after[STATUS_COLUMN] == "completed"
     result_file = next((tmp_path / "runs" / "lost_trial.zero_shot").glob("*/result.json"))
     reported = json.loads(result_file.read_text().splitlines()[-1])
     assert reported["val/acc"] == before["metrics.val/acc"]

@@ -43,6 +43,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clipstudy.tracking.schema import (
+    METHOD_COLUMN,
+    PARENT_COLUMN,
+    ROLE,
+    STATUS_COLUMN,
+    STUDY_ARTIFACT_DIR,
+    TRIAL_ID_COLUMN,
+)
+
 pytest.importorskip("ray")
 mlflow = pytest.importorskip("mlflow")
 psutil = pytest.importorskip("psutil")
@@ -270,7 +279,7 @@ class JobRecord:
     storage: str
     logs: str
     parent: mlflow.entities.Run
-    trials: object  # pandas DataFrame, one row per trial run (tracking.trial_runs)
+    trials: object  # pandas DataFrame, one row per trial run (read.trial_runs)
     attached_study: dict  # the study file attached to the parent run, loaded and dumped
     trial_nodes: dict[str, str | None]  # Tune trial id -> node id
     placement: str  # for failure messages
@@ -290,8 +299,8 @@ def trial_results(experiment_folder: Path) -> dict[str, dict]:
 def run_job(cluster: Cluster, folder: Path, study: dict, entrypoint: list[str], files: dict[str, str]) -> JobRecord:
     """Submit a job whose working dir holds the study (as `study.yaml`, with its own storage under `folder`)
     and `files`, with its own MLflow store under `folder`; wait until it succeeds and read what it left."""
-    from clipstudy import tracking
     from clipstudy.studyfile import load_study
+    from clipstudy.tracking import read
 
     study = {**study, "storage": str(folder / "runs")}
     job_dir = folder / "job"  # the uploaded working dir
@@ -350,9 +359,9 @@ def run_job(cluster: Cluster, folder: Path, study: dict, entrypoint: list[str], 
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name(study["name"])
     assert experiment is not None, f"no experiment '{study['name']}' in {uri}"
-    parents = client.search_runs([experiment.experiment_id], f"tags.`{tracking.ROLE}` = 'study'")
+    parents = client.search_runs([experiment.experiment_id], f"tags.`{ROLE}` = 'study'")
     assert len(parents) == 1, [p.info.run_id for p in parents]
-    attached = Path(client.download_artifacts(parents[0].info.run_id, tracking.STUDY_ARTIFACT_DIR, str(folder)))
+    attached = Path(client.download_artifacts(parents[0].info.run_id, STUDY_ARTIFACT_DIR, str(folder)))
     study_files = sorted(attached.glob("*.yaml"))
     assert len(study_files) == 1, f"{job_id}: the parent run has not one study file attached: {study_files}"
     return JobRecord(
@@ -360,7 +369,7 @@ def run_job(cluster: Cluster, folder: Path, study: dict, entrypoint: list[str], 
         storage=study["storage"],
         logs=logs,
         parent=parents[0],
-        trials=tracking.trial_runs(uri, study["name"]),
+        trials=read.trial_runs(uri, study["name"]),
         attached_study=load_study(study_files[0]).model_dump(mode="json"),
         trial_nodes=trial_nodes,
         placement=placement,
@@ -369,24 +378,20 @@ def run_job(cluster: Cluster, folder: Path, study: dict, entrypoint: list[str], 
 
 def check_record(job: JobRecord, expected_trials: int, nodes: dict[str, dict]) -> None:
     """One FINISHED parent run, one finished child run per trial, each trial run on a known node."""
-    from clipstudy import tracking
-
     trials = job.trials
     assert job.parent.info.status == "FINISHED", job.parent.info
-    assert len(trials) == expected_trials, trials[[f"tags.{tracking.TRIAL_ID}", f"tags.{tracking.STATUS}"]]
-    assert set(trials["tags.mlflow.parentRunId"]) == {job.parent.info.run_id}
-    assert set(trials[f"tags.{tracking.STATUS}"]) <= {"completed", "pruned"}, trials[f"tags.{tracking.STATUS}"]
+    assert len(trials) == expected_trials, trials[[TRIAL_ID_COLUMN, STATUS_COLUMN]]
+    assert set(trials[PARENT_COLUMN]) == {job.parent.info.run_id}
+    assert set(trials[STATUS_COLUMN]) <= {"completed", "pruned"}, trials[STATUS_COLUMN]
     assert trials["status"].eq("FINISHED").all(), trials["status"]
     assert trials["metrics.test/acc"].notna().all(), trials.get("metrics.test/acc")
-    assert set(trials[f"tags.{tracking.TRIAL_ID}"]) == set(job.trial_nodes), job.trial_nodes
+    assert set(trials[TRIAL_ID_COLUMN]) == set(job.trial_nodes), job.trial_nodes
     assert all(node in nodes for node in job.trial_nodes.values()), f"trials on unknown nodes:\n{job.placement}"
     assert job.attached_study["storage"] == job.storage, job.attached_study
 
 
 @pytest.mark.slow
 def test_study_command_and_script_jobs_run_on_two_nodes_and_record_the_same(cluster, tmp_path):
-    from clipstudy import tracking
-
     study = yaml.safe_load(STUDY.read_text())
     expected_trials = sum(arm.get("trials", 1) for arm in study["arms"])
     study["base"]["data"]["cache_dir"] = str(tmp_path / "features")
@@ -402,11 +407,10 @@ def test_study_command_and_script_jobs_run_on_two_nodes_and_record_the_same(clus
     assert set(cli.trial_nodes.values()) == set(nodes), (
         f"the command's trials did not run on both nodes:\n{cli.placement}job log (end):\n{cli.logs[-6000:]}"
     )
-    assert "tags.clipstudy.method" in script.logs, script.logs[-6000:]  # the best trials the script printed
+    assert METHOD_COLUMN in script.logs, script.logs[-6000:]  # the best trials the script printed
 
     # The same study, run the same: the seeded sampler proposed the same learning rates in both jobs.
-    statuses = f"tags.{tracking.STATUS}"
-    assert sorted(cli.trials[statuses]) == sorted(script.trials[statuses])
+    assert sorted(cli.trials[STATUS_COLUMN]) == sorted(script.trials[STATUS_COLUMN])
     assert set(cli.trials["params.train.lr"]) == set(script.trials["params.train.lr"]), (
         cli.trials["params.train.lr"],
         script.trials["params.train.lr"],
