@@ -25,9 +25,9 @@ demo: install
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
-# Four pytest-xdist workers, a test module per unit of work, the longest units first (tests/conftest.py): most
-# of the suite's time is spent waiting on Ray, so the waits of the study tests overlap.
-PARALLEL := -n 4 --dist loadgroup --no-loadscope-reorder --durations=15
+# Three pytest-xdist workers, a test module per worker at a time, the longest modules first (tests/conftest.py):
+# most of the suite's time is spent waiting on Ray, so the waits of the study tests overlap.
+PARALLEL := -n 3 --dist loadfile --no-loadscope-reorder --durations=15
 
 test: install browser
 	$(RUN) ruff check clipstudy tests bench

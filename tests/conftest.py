@@ -12,36 +12,25 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 LONGEST_FIRST = (
     "study/test_two_node_cluster.py",
+    "study/test_faults.py",
     "study/test_gpu_scheduling.py",
-    "study/test_record.py",
-    "study/test_faults.py::test_ctrl_c_stops_the_whole_study_and_resume_finishes_it",
-    "study/test_resume.py",
-    "study/test_faults.py::test_killed_worker_resumes_its_trial_from_the_last_epoch",
-    "study/test_faults.py::test_killed_study_resumes_without_losing_or_duplicating_trials",
     "study/test_multiworker.py",
+    "study/test_record.py",
+    "study/test_resume.py",
 )
-"""What takes minutes (mostly waiting on Ray; docs/benchmarks.md), in the order it starts.
+"""The modules that take minutes each (mostly waiting on Ray; docs/benchmarks.md), in the order they start.
 
-`make test` runs the suite on four pytest-xdist workers (`--dist loadgroup --no-loadscope-reorder`).
-Each test module is one unit of work, so a module's fixtures are built once (a study run, a Ray
-instance), except the modules in `PER_TEST`, whose tests share nothing and go to workers one by one.
-xdist gives each worker the next unit while its current one is still running: in this order the first
-four units start at once, each paired with one of the next four, the longest with the shortest, and
-the rest of the suite fills in behind them. The order changes nothing else.
+`make test` runs the suite on three pytest-xdist workers, a module per worker at a time (`--dist loadfile
+--no-loadscope-reorder`), in collection order: starting these first puts them on different workers at
+once, so their waits overlap instead of one of them starting last. The order changes nothing else; of
+the orders and worker counts measured (docs/benchmarks.md), this one was fastest.
 """
-
-PER_TEST = ("study/test_faults.py",)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        module = item.nodeid.split("::")[0]
-        if not module.endswith(PER_TEST):
-            item.add_marker(pytest.mark.xdist_group(module))
-
     def rank(item: pytest.Item) -> int:
-        matches = (i for i, unit in enumerate(LONGEST_FIRST) if item.nodeid.startswith(f"tests/{unit}"))
-        return next(matches, len(LONGEST_FIRST))
+        module = item.nodeid.split("::")[0]
+        return next((i for i, name in enumerate(LONGEST_FIRST) if module == f"tests/{name}"), len(LONGEST_FIRST))
 
     items.sort(key=rank)
 
