@@ -11,7 +11,7 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
 from clipstudy.tracking import store
-from clipstudy.tracking.schema import PARENT, PARENT_COLUMN, ROLE, ROLE_STUDY, ROLE_TRIAL, TRIAL_ID_COLUMN
+from clipstudy.tracking.schema import PARENT, PARENT_COLUMN, ROLE, ROLE_TRIAL, TRIAL_ID_COLUMN
 
 __all__ = ["download_artifact", "metric_histories", "study_experiment_id", "study_runs", "trial_runs"]
 
@@ -27,15 +27,7 @@ def study_runs(uri: str, study_name: str) -> pd.DataFrame:
     """The study's invocations (its parent runs), newest first, in the same layout as `trial_runs`."""
     client = store.client(uri)
     experiment_id = store.experiment_id(client, uri, study_name, create=False)
-    runs = store.retry(
-        lambda: client.search_runs(
-            [experiment_id],
-            store.tag_filter(ROLE, ROLE_STUDY),
-            order_by=["attributes.start_time DESC"],
-            max_results=1000,
-        )
-    )
-    return _runs_frame(runs)
+    return _runs_frame(store.study_parent_runs(client, experiment_id, limit=1000))
 
 
 def trial_runs(uri: str, study_name: str, parent_run_id: str | None = None) -> pd.DataFrame:

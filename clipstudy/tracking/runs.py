@@ -63,14 +63,7 @@ def start_study_run(
     tags = {ROLE: ROLE_STUDY, **provenance_tags(), **{str(k): str(v) for k, v in (extra_tags or {}).items()}}
     run_id = None
     if resume:
-        latest = store.retry(
-            lambda: client.search_runs(
-                [experiment_id],
-                store.tag_filter(ROLE, ROLE_STUDY),
-                order_by=["attributes.start_time DESC"],
-                max_results=1,
-            )
-        )
+        latest = store.study_parent_runs(client, experiment_id, limit=1)
         if latest:
             run_id = latest[0].info.run_id
             store.retry(lambda: client.update_run(run_id, status="RUNNING"))

@@ -17,7 +17,7 @@ from mlflow.entities import Run, ViewType
 from mlflow.exceptions import MlflowException
 
 from clipstudy.errors import ClipstudyError, did_you_mean
-from clipstudy.tracking.schema import DB_FILENAME
+from clipstudy.tracking.schema import DB_FILENAME, ROLE, ROLE_STUDY
 
 __all__ = [
     "check_reachable",
@@ -27,6 +27,7 @@ __all__ = [
     "retry",
     "search_all",
     "sqlite_file",
+    "study_parent_runs",
     "tag_filter",
 ]
 
@@ -206,3 +207,12 @@ def search_all(client: mlflow.MlflowClient, experiment_id: str, query: str) -> l
         token = page.token
         if not token:
             return runs
+
+
+def study_parent_runs(client: mlflow.MlflowClient, experiment_id: str, limit: int) -> list[Run]:
+    """The study's parent runs (one per invocation), newest first, at most `limit`."""
+    return retry(
+        lambda: client.search_runs(
+            [experiment_id], tag_filter(ROLE, ROLE_STUDY), order_by=["attributes.start_time DESC"], max_results=limit
+        )
+    )
