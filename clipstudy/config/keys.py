@@ -8,6 +8,9 @@ from clipstudy.config.schema import TrialConfig
 from clipstudy.config.tree import flatten
 from clipstudy.errors import did_you_mean
 
+RENAMED = {"train.min_lr": "train.eta_min"}
+"""Keys that were renamed: old -> new, so an old study gets the new name in its error."""
+
 
 @cache
 def _keys() -> tuple[str, ...]:
@@ -27,7 +30,9 @@ def key_problems(flat_keys: list[str]) -> dict[str, str]:
     for key in flat_keys:
         if key in valid or key == "method":
             continue
-        if key in sections:
+        if key in RENAMED:
+            problems[key] = f"'{key}' was renamed '{RENAMED[key]}'; set that instead"
+        elif key in sections:
             problems[key] = f"'{key}' is a section; set one of its fields, e.g. '{key}.*'"
         else:
             problems[key] = f"unknown config key '{key}'{did_you_mean(key, valid)}"

@@ -24,10 +24,22 @@ class ModelConfig(Section):
     pretrained: str = "none"
     """An open_clip tag (`openai`, `webli`, ...); for torchvision backbones `imagenet` (torchvision's default
     ImageNet weights) or a weights name (`IMAGENET1K_V1`); or a local checkpoint file, or `none`."""
+    pretrained_tag: str | None = None
+    """For a local checkpoint file with no `open_clip_config.json` beside it: the open_clip tag whose build
+    (QuickGELU or not) and preprocessing (mean, std, interpolation) the file's weights were trained with,
+    e.g. `openai` for OpenAI's ViT-B-32. None = read `open_clip_config.json`, or the architecture's own
+    when all its tags agree."""
     cache_dir: str | None = None
     image_size: Annotated[int, Field(gt=0)] | None = None
     """Input resolution; None = the architecture's (224 for ViT-B-32 and ResNet50). Only torchvision
     backbones take another size."""
+    weights_dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """dtype the backbone's weights are held (and updated) in. fp32 with autocast is the usual mixed
+    precision; fp16/bf16 halve the weights' memory, and updates smaller than the dtype's resolution are
+    lost, as with OpenAI's `clip.load` on CUDA (fp16). Heads and LoRA adapters stay fp32."""
+    interpolation: Literal["auto", "bicubic", "bilinear"] = "auto"
+    """Resampling of the resize to the model's input size; auto = the model's preprocessing (bicubic for
+    open_clip's CLIP weights)."""
 
 
 class DataConfig(Section):
@@ -63,6 +75,10 @@ class DataConfig(Section):
 class HeadConfig(Section):
     kind: Literal["linear", "mlp", "text"] = "linear"
     dropout: Probability = 0.0
+    """Dropout on the head's input features (and, for an MLP head with `hidden_dropout` unset, on its hidden
+    layer)."""
+    hidden_dropout: Probability | None = None
+    """Dropout after the MLP head's hidden layer; None = `dropout`."""
     hidden: Annotated[int, Field(gt=0)] = 512
     normalize: bool = False
     """L2-normalise image features before a linear/mlp head (the text head always does)."""
@@ -74,6 +90,9 @@ class LoraConfig(Section):
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     targets: Annotated[list[LoraTarget], Field(min_length=1), Unique] = Field(default_factory=lambda: ["q", "v"])
     towers: Annotated[list[Tower], Field(min_length=1), Unique] = Field(default_factory=lambda: ["vision"])
+    init: Literal["default", "gaussian"] = "default"
+    """Adapter initialisation, peft's `init_lora_weights`: default = A Kaiming-uniform, gaussian = A drawn
+    from N(0, 1/r) (LoRA's paper, seed 003); B starts at zero either way, so training starts from W0."""
 
 
 class TrainConfig(Section):
@@ -94,12 +113,21 @@ class TrainConfig(Section):
     freeze_blocks: Annotated[int, Field(ge=0)] = 0
     """Freeze the patch embedding and the first N vision blocks (full_ft)."""
     weight_decay: NonNegative = 0.01
+    decay_norms_and_biases: bool = False
+    """Apply weight decay to biases, norm weights and embeddings too (as `AdamW(model.parameters())` does);
+    False = decay only weight matrices, the usual choice."""
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     scheduler: Literal["constant", "cosine", "cosine_restarts"] = "cosine"
     warmup_epochs: NonNegative = 0.0
     t0_epochs: Annotated[float, Field(gt=0)] = 10.0
     """Period of the first cosine cycle of `cosine_restarts` (PyTorch's T_0), in epochs."""
-    min_lr: NonNegative = 0.0
+    t_mult: Annotated[int, Field(ge=1)] = 1
+    """Each `cosine_restarts` cycle is t_mult times longer than the one before (PyTorch's T_mult)."""
+    eta_min: NonNegative = 0.0
+    """The learning rate cosine schedules decay to (PyTorch's eta_min), the same for every group."""
+    scheduler_step: Literal["step", "epoch"] = "step"
+    """Update the learning rate after every optimizer step, or once per epoch (as
+    `scheduler.step()` at the end of each epoch does in most notebooks; warm-up is then per epoch too)."""
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
     grad_clip: NonNegative = 0.0
     """Max gradient norm; 0 = no clipping."""
@@ -160,6 +188,24 @@ class AugmentConfig(Section):
 class PromptsConfig(Section):
     templates: Literal["ensemble", "single"] = "ensemble"
     """The dataset's template ensemble, or only its first template ('a photo of a {}.')."""
+    custom: Annotated[list[str], Field(min_length=1), Unique] | None = None
+    """Templates to use instead of the dataset's, each with one `{}` for the class name, e.g.
+    `["a photo of a {}"]`; `templates` then picks among these."""
+    classnames: Annotated[list[str], Field(min_length=2)] | None = None
+    """Class names for the prompts instead of the dataset's, in label order (one per class), e.g. the
+    dataset's raw folder names."""
+    train_templates: Literal["sample", "first", "all"] = "sample"
+    """Prompts a training step encodes when the text tower trains: `sample` = one template per class,
+    drawn each step (seeded); `first` = the first template; `all` = every template (cost x templates).
+    Evaluation always uses the whole set `templates` names."""
+
+    @field_validator("custom")
+    @classmethod
+    def _one_slot(cls, value: list[str] | None) -> list[str] | None:
+        for template in value or []:
+            if template.count("{}") != 1:
+                raise ValueError(f"each template needs exactly one '{{}}' for the class name, got {template!r}")
+        return value
 
 
 class ProbeConfig(Section):

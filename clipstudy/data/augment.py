@@ -7,7 +7,7 @@ normalised, on the same device. The train transform runs, in this order:
    (rotation and translation fused) at the *stored* resolution, which is cheap for CIFAR's 32 px;
 2. normalisation, still at the stored resolution (it commutes with resampling, whose weights sum to 1);
 3. a single crop-and-resize to `size` (RandomResizedCrop(scale=crop_scale), or the whole image), done as
-   two batched matrix products with per-sample bicubic weights;
+   two batched matrix products with per-sample bicubic (or bilinear) weights;
 4. RandomErasing (erased pixels are 0, the normalised mean, as in torchvision).
 
 The per-image torchvision pipeline of the original study upsamples first and runs every op at 224 px;
@@ -15,14 +15,16 @@ doing the work before the one upsampling gives the same kinds of variation for a
 (see docs/benchmarks.md). Random parameters are drawn by kornia's samplers from torch's global
 RNG, so seeding it (the engine does, per epoch) reproduces a batch exactly.
 
-Resampling uses the bicubic kernel with antialiasing of `F.interpolate(mode="bicubic", antialias=True)`
-(PIL's): identical to it for a whole-image resize, widened when shrinking. Resampled values are not
-clamped, so bicubic overshoot at sharp edges survives, as with `F.interpolate` on float tensors.
+Resampling uses the kernels with antialiasing of `F.interpolate(mode=..., antialias=True)` (PIL's):
+bicubic (open_clip's CLIP preprocessing) or bilinear (torchvision's `Resize` default), identical to it
+for a whole-image resize, widened when shrinking. Resampled values are not clamped, so bicubic overshoot
+at sharp edges survives, as with `F.interpolate` on float tensors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import kornia.augmentation as K
 import torch
@@ -41,7 +43,24 @@ def cubic(t: Tensor, a: float = -0.5) -> Tensor:
     return torch.where(t <= 1, near, torch.where(t < 2, far, torch.zeros_like(t)))
 
 
-def resample_weights(start: Tensor, length: Tensor, in_size: int, out_size: int) -> Tensor:
+def linear(t: Tensor) -> Tensor:
+    """The triangle kernel of bilinear resampling."""
+    return (1 - t.abs()).clamp(min=0)
+
+
+Interpolation = Literal["bicubic", "bilinear"]
+KERNELS: dict[str, Callable[[Tensor], Tensor]] = {"bicubic": cubic, "bilinear": linear}
+
+
+def resolve_interpolation(setting: str, model_default: str) -> Interpolation:
+    """`model.interpolation`: the setting, or for 'auto' the model's own preprocessing (bicubic if unknown)."""
+    choice = model_default if setting == "auto" else setting
+    return choice if choice in KERNELS else "bicubic"
+
+
+def resample_weights(
+    start: Tensor, length: Tensor, in_size: int, out_size: int, interpolation: Interpolation = "bicubic"
+) -> Tensor:
     """[B, out_size, in_size] weights mapping pixels [start, start + length) of a row onto `out_size` pixels.
 
     Pixel centres sit at i + 0.5 (align_corners=False). When shrinking, the kernel is stretched by the
@@ -52,26 +71,34 @@ def resample_weights(start: Tensor, length: Tensor, in_size: int, out_size: int)
     steps = torch.arange(out_size, dtype=torch.float32, device=start.device) + 0.5
     centres = start[:, None] + steps * scale[:, None]
     pixels = torch.arange(in_size, dtype=torch.float32, device=start.device) + 0.5
-    weights = cubic((pixels - centres[:, :, None]) / support[:, None, None])
+    weights = KERNELS[interpolation]((pixels - centres[:, :, None]) / support[:, None, None])
     return weights / weights.sum(-1, keepdim=True)
 
 
-def crop_resize(x: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Tensor, size: int) -> Tensor:
+def crop_resize(
+    x: Tensor,
+    top: Tensor,
+    left: Tensor,
+    height: Tensor,
+    width: Tensor,
+    size: int,
+    interpolation: Interpolation = "bicubic",
+) -> Tensor:
     """Resample box b of image b ([B] float pixel coordinates) to size x size: Wy @ x @ Wx^T."""
-    rows = resample_weights(top, height, x.shape[-2], size)
-    cols = resample_weights(left, width, x.shape[-1], size)
+    rows = resample_weights(top, height, x.shape[-2], size, interpolation)
+    cols = resample_weights(left, width, x.shape[-1], size, interpolation)
     with torch.autocast(x.device.type, enabled=False):  # keep pixel values fp32 under an engine's autocast
         return rows[:, None] @ (x.float() @ cols.transpose(1, 2)[:, None])
 
 
-def resize(x: Tensor, size: int) -> Tensor:
-    """Bicubic resize of a float batch to size x size (antialiased when shrinking)."""
+def resize(x: Tensor, size: int, interpolation: Interpolation = "bicubic") -> Tensor:
+    """Resize of a float batch to size x size (antialiased when shrinking)."""
     if x.shape[-2:] == (size, size):
         return x
     height, width = x.shape[-2:]
     zero = torch.zeros(1, device=x.device)
-    rows = resample_weights(zero, torch.full_like(zero, height), height, size)[0]
-    cols = resample_weights(zero, torch.full_like(zero, width), width, size)[0]
+    rows = resample_weights(zero, torch.full_like(zero, height), height, size, interpolation)[0]
+    cols = resample_weights(zero, torch.full_like(zero, width), width, size, interpolation)[0]
     with torch.autocast(x.device.type, enabled=False):
         return rows @ (x.float() @ cols.T)
 
@@ -91,23 +118,32 @@ class Normalize(nn.Module):
 
 
 class EvalTransform(nn.Module):
-    """uint8 [B, 3, H, W] -> normalised float32 [B, 3, size, size], bicubic resize; deterministic."""
+    """uint8 [B, 3, H, W] -> normalised float32 [B, 3, size, size], resized; deterministic."""
 
-    def __init__(self, size: int, mean: Sequence[float], std: Sequence[float]):
+    def __init__(
+        self, size: int, mean: Sequence[float], std: Sequence[float], interpolation: Interpolation = "bicubic"
+    ):
         super().__init__()
-        self.size = size
+        self.size, self.interpolation = size, interpolation
         self.normalize = Normalize(mean, std, scale=255.0)
 
     def forward(self, x: Tensor) -> Tensor:
-        return resize(self.normalize(x.float()), self.size)
+        return resize(self.normalize(x.float()), self.size, self.interpolation)
 
 
 class TrainTransform(nn.Module):
     """Per-sample random augmentation; see the module docstring for the order of the ops."""
 
-    def __init__(self, cfg: AugmentConfig, size: int, mean: Sequence[float], std: Sequence[float]):
+    def __init__(
+        self,
+        cfg: AugmentConfig,
+        size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        interpolation: Interpolation = "bicubic",
+    ):
         super().__init__()
-        self.size = size
+        self.size, self.interpolation = size, interpolation
         pre: list[nn.Module] = []
         if cfg.hflip:
             pre.append(K.RandomHorizontalFlip(p=cfg.hflip))
@@ -124,7 +160,7 @@ class TrainTransform(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.normalize(self.pre(x.float().div_(255.0)))
-        x = resize(x, self.size) if self.crop is None else self._random_crop(x)
+        x = resize(x, self.size, self.interpolation) if self.crop is None else self._random_crop(x)
         return x if self.erase is None else self._erase(x)
 
     def _random_crop(self, x: Tensor) -> Tensor:
@@ -133,7 +169,7 @@ class TrainTransform(nn.Module):
         left, top = corners[:, 0, 0], corners[:, 0, 1]
         width = corners[:, 2, 0] - left + 1
         height = corners[:, 2, 1] - top + 1
-        return crop_resize(x, top, left, height, width, self.size)
+        return crop_resize(x, top, left, height, width, self.size, self.interpolation)
 
     def _erase(self, x: Tensor) -> Tensor:
         """kornia samples the rectangles; one masked fill applies them to the whole batch."""
@@ -147,12 +183,20 @@ class TrainTransform(nn.Module):
         return x.masked_fill_(mask[:, None], 0.0)
 
 
-def build_train_transform(cfg: AugmentConfig, size: int, mean: Sequence[float], std: Sequence[float]) -> nn.Module:
-    return TrainTransform(cfg, size, mean, std)
+def build_train_transform(
+    cfg: AugmentConfig,
+    size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    interpolation: Interpolation = "bicubic",
+) -> nn.Module:
+    return TrainTransform(cfg, size, mean, std, interpolation)
 
 
-def build_eval_transform(size: int, mean: Sequence[float], std: Sequence[float]) -> nn.Module:
-    return EvalTransform(size, mean, std)
+def build_eval_transform(
+    size: int, mean: Sequence[float], std: Sequence[float], interpolation: Interpolation = "bicubic"
+) -> nn.Module:
+    return EvalTransform(size, mean, std, interpolation)
 
 
 class MixBatch:

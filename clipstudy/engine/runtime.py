@@ -7,17 +7,21 @@ from __future__ import annotations
 import contextlib
 import random
 import resource
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from clipstudy.errors import ConfigError
 
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 """`train.precision` -> the autocast dtype (None: no autocast)."""
 PRECISION_NAMES = {dtype: name for name, dtype in AUTOCAST_DTYPES.items()}
+WEIGHT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""`model.weights_dtype` -> the dtype the backbone's weights are held in."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -52,6 +56,34 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device.type, dtype=dtype)
 
 
+def hold_weights_in(backbone: nn.Module, name: str) -> None:
+    """Cast the backbone's floating-point weights and buffers to `model.weights_dtype`, in place; LoRA
+    adapters (peft's `lora_*` modules) stay fp32, as peft keeps them.
+
+    The optimizer then updates the low-precision weights themselves (no fp32 master copy), as fine-tuning
+    OpenAI's `clip.load` model on CUDA does: an update below the dtype's resolution is lost. The image
+    tower casts its input to the dtype, so every caller of `encode_image` (the classifier, the transfer
+    evaluation) can pass fp32 images without autocast.
+    """
+    dtype = WEIGHT_DTYPES[name]
+    if dtype == torch.float32:
+        return
+    for module_name, module in backbone.named_modules():
+        if any(part.startswith("lora_") for part in module_name.split(".")):
+            continue
+        for param in module.parameters(recurse=False):
+            if param.is_floating_point():
+                param.data = param.data.to(dtype)
+        for key, buffer in module.named_buffers(recurse=False):
+            if buffer.is_floating_point():
+                setattr(module, key, buffer.to(dtype))
+    backbone.visual.register_forward_pre_hook(partial(_cast_input, dtype=dtype))
+
+
+def _cast_input(module: nn.Module, args: tuple[Any, ...], dtype: torch.dtype) -> tuple[Any, ...]:
+    return (args[0].to(dtype), *args[1:]) if args and torch.is_tensor(args[0]) else args
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -65,8 +97,22 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def rng_state() -> dict[str, Any]:
-    """Python's, NumPy's, torch's and (where present) every CUDA device's RNG state, for a checkpoint."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Python's, NumPy's, torch's and (where present) every CUDA device's RNG state, for a checkpoint.
+
+    Tensors and plain numbers only, so the checkpoint loads with `torch.load(weights_only=True)`.
+    """
+    version, mersenne, gauss = random.getstate()
+    _, keys, position, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
+    state = {
+        "python": {"version": version, "state": torch.tensor(mersenne, dtype=torch.int64), "gauss": gauss},
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -74,8 +120,11 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what `rng_state` saved."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["state"].tolist()), python["gauss"]))
+    numpy = state["numpy"]
+    keys = numpy["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, numpy["position"], numpy["has_gauss"], numpy["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -9,6 +9,8 @@ uninterrupted one would.
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ import torch.nn.functional as F
 
 from clipstudy.config import TrialConfig
 from clipstudy.data import DataBundle, load_dataset
-from clipstudy.data.augment import MixBatch, build_eval_transform, build_train_transform
+from clipstudy.data.augment import MixBatch, build_eval_transform, build_train_transform, resolve_interpolation
 from clipstudy.data.feature_cache import FeatureCache
 from clipstudy.engine.evaluator import Evaluator
 from clipstudy.engine.metrics import evaluate_predictions
@@ -34,6 +36,7 @@ from clipstudy.engine.runtime import (
     autocast,
     device_name,
     epoch_seed,
+    hold_weights_in,
     peak_memory_mb,
     reset_peak_memory,
     resolve_device,
@@ -102,12 +105,14 @@ class Trainer:
         self.objective = build_objective(self.method, ctx)  # first: a distillation teacher copies the original
         self.model = self.method.build(ctx).to(self.device)
         apply_token_masking(self.method, self.model, cfg)
+        hold_weights_in(self.model.clip, cfg.model.weights_dtype)
         self.wise_origin = self.method.ensemble_origin(self.model) if cfg.wise.enabled and self.method.trains else None
         self.trainable_params, self.total_params = self.model.param_counts()
         self.cached = uses_cached_features(self.method, cfg)
         size, mean, std = self.built.image_size, self.built.mean, self.built.std
-        self.train_transform = build_train_transform(cfg.augment, size, mean, std).to(self.device)
-        self.eval_transform = build_eval_transform(size, mean, std).to(self.device)
+        resampling = resolve_interpolation(cfg.model.interpolation, getattr(self.built, "interpolation", "bicubic"))
+        self.train_transform = build_train_transform(cfg.augment, size, mean, std, resampling).to(self.device)
+        self.eval_transform = build_eval_transform(size, mean, std, resampling).to(self.device)
         eval_batch_size = cfg.train.eval_batch_size or 2 * cfg.train.batch_size
         self.evaluator = Evaluator(self.device, self.eval_transform, eval_batch_size, self.autocast_dtype)
         self.mix = MixBatch(cfg.augment, self.data.num_classes)
@@ -121,6 +126,7 @@ class Trainer:
             self.optimizer = build_optimizer(self.method.param_groups(self.model, cfg), cfg.train, self.device)
             self.scheduler = build_scheduler(self.optimizer, cfg.train, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
+        self._check_fp16_weights()
         if resume_from is not None:
             self.load_checkpoint(resume_from)
 
@@ -128,6 +134,25 @@ class Trainer:
     def runtime(self) -> dict[str, str]:
         """Where the trial really runs and in which precision (`train.device`/`precision: auto` resolved)."""
         return {"device": device_name(self.device), "precision": PRECISION_NAMES[self.autocast_dtype]}
+
+    def _check_fp16_weights(self) -> None:
+        """Fail fast where fp16 weights that train cannot: torch's fp16 loss scaler refuses to unscale fp16
+        gradients, and AdamW's eps (1e-8) rounds to 0 in fp16, so every zero gradient divides 0 by 0."""
+        trains_fp16 = any(p.requires_grad and p.dtype == torch.float16 for p in self.model.parameters())
+        if self.optimizer is None or not trains_fp16:
+            return
+        if self.scaler.is_enabled():
+            raise ConfigError(
+                "model.weights_dtype: fp16 with train.precision: fp16: the fp16 gradient scaler cannot unscale the "
+                "gradients of fp16 weights; set train.precision: fp32 (the fp16 weights then compute in fp16, as "
+                "OpenAI's clip.load does) or bf16, or model.weights_dtype: bf16 or fp32"
+            )
+        if self.cfg.train.optimizer == "adamw":
+            raise ConfigError(
+                "model.weights_dtype: fp16 with train.optimizer: adamw: AdamW's eps (1e-8) is 0 in fp16, so fp16 "
+                "weights with a zero gradient become NaN at the first step; use model.weights_dtype: bf16, or "
+                "train.optimizer: sgd"
+            )
 
     # ----- data -------------------------------------------------------------------------------
     def _num_epochs(self) -> int:
@@ -159,6 +184,8 @@ class Trainer:
             "resolution": self.built.image_size,
             "kind": "image_features/v1",
         }
+        if cfg.model.weights_dtype != "fp32":
+            key["weights_dtype"] = cfg.model.weights_dtype
         if cfg.model.pretrained == "none":
             key["init_seed"] = cfg.train.seed
         elif os.path.isfile(cfg.model.pretrained):
@@ -226,7 +253,8 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            self.scheduler.step()
+            if cfg.scheduler_step == "step":
+                self.scheduler.step()
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(dim=1) == y).sum()
             seen += len(y)
@@ -234,6 +262,8 @@ class Trainer:
                 self._check_finite(loss_sum, epoch, step)
             for callback in self.callbacks:
                 callback.on_step_end(self, epoch, step + 1, steps)
+        if cfg.scheduler_step == "epoch":
+            self.scheduler.step()
         if self.world_size > 1:
             counts = [loss_sum, correct.to(loss_sum.dtype), torch.tensor(float(seen), device=self.device)]
             totals = torch.stack(counts + list(term_sums.values()))
@@ -409,7 +439,20 @@ class Trainer:
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:
-        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
+        """Restore a `save_checkpoint` file; it is unpickled with `weights_only=True` (tensors and plain
+        containers only), so a file carrying any other Python object is refused, not run."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+            held = f" ({found.group(1)})" if found else ""
+            raise TrialFailed(
+                f"checkpoint {path} holds a Python object{held} that is not loaded, for safety: checkpoints load "
+                "with torch.load(weights_only=True), tensors and plain containers only, and this file was not "
+                "written by this version's Trainer.save_checkpoint (older ones pickled NumPy RNG state). Delete "
+                "it and train the trial again from the start (a study: run it again without --resume)"
+            ) from error
+        self.load_state_dict(state)
 
 
 def run_trial(

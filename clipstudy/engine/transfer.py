@@ -12,12 +12,16 @@ a method that adapts a tower moves it (the CoOp / CLIP-CITE protocol).
 - Retention (`eval.retention`): per dataset, retention/<name>/acc (the adapted model),
   retention/<name>/zs_acc (the untouched model, rebuilt from the trial's model config and seed) and
   retention/<name>/delta = acc - zs_acc: forgetting, measured.
+
+`prompts.custom` and `prompts.classnames` belong to the trial's own dataset, so they apply to its new
+classes too; a retention dataset is prompted with its own class names and templates (`prompts.templates`
+still picks all of them or the first).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +32,7 @@ from clipstudy.data import DataBundle, EvalSet, Split, open_eval_set
 from clipstudy.data.templates import choose_templates
 from clipstudy.engine.evaluator import Evaluator
 from clipstudy.errors import DataError
+from clipstudy.methods.base import prompt_classnames
 from clipstudy.models.build import build_clip
 from clipstudy.models.heads import class_embeddings_from_tokens, tokenize_prompts
 
@@ -48,12 +53,19 @@ def harmonic_mean(base: float, new: float) -> float:
 def open_transfer_sets(cfg: TrialConfig, data: DataBundle, image_size: int) -> TransferSets:
     """The new classes of `data` and every retention dataset, opened (so checked) before training: a
     missing retention dataset fails the trial at once, not after its last epoch. Retention datasets are
-    read like `data.name` (same data.root, download, split seed) and decoded only when evaluated."""
+    read like `data.name` (same data.root, download, split seed) and decoded only when evaluated.
+
+    The new classes are prompted as the trial's own (`prompts.custom`, `prompts.classnames`); retention
+    datasets keep their own names and templates."""
     retention = []
     for name in cfg.eval.retention:
         data_cfg = cfg.data.model_copy(update={"name": name, "shots": None, "shot_seed": None, "classes": "all"})
         retention.append(open_eval_set(data_cfg, image_size, cfg.eval.retention_per_class))
-    return TransferSets(data.new_classes, retention)
+    new_classes = data.new_classes
+    if new_classes is not None:
+        names = prompt_classnames(cfg, data)[1]
+        new_classes = replace(new_classes, classnames=names, templates=cfg.prompts.custom or new_classes.templates)
+    return TransferSets(new_classes, retention)
 
 
 @torch.no_grad()
@@ -73,7 +85,7 @@ def zero_shot_accuracy(
     clip.eval()
     tokens = tokenize_prompts(tokenizer, eval_set.classnames, templates).to(evaluator.device)
     with evaluator.autocast():
-        weights = class_embeddings_from_tokens(clip.encode_text, tokens, len(eval_set.classnames))
+        weights = class_embeddings_from_tokens(clip, tokens, len(eval_set.classnames))
     correct = 0
     labels = test.labels.split(evaluator.batch_size)
     for images, batch_labels in zip(evaluator.batches(test.images), labels, strict=True):

@@ -24,9 +24,9 @@ from clipstudy.models.heads import (
     LinearHead,
     MLPHead,
     TextHead,
-    class_embeddings_from_tokens,
     tokenize_prompts,
 )
+from clipstudy.models.text import ClassPrompts
 
 if TYPE_CHECKING:  # open_clip and the data layer load when a model is built, not to list methods
     from clipstudy.data import DataBundle
@@ -42,10 +42,17 @@ class BuildContext:
 
     @property
     def templates(self) -> list[str]:
-        templates = self.data.templates
-        return templates[:1] if self.cfg.prompts.templates == "single" else list(templates)
+        """The prompt templates: `prompts.custom` or the dataset's, all or the first (`prompts.templates`)."""
+        return prompt_templates(self.cfg, self.data.templates)
 
-    def prompt_tokens(self) -> torch.Tensor:
+    @property
+    def classnames(self) -> list[str]:
+        """The class names in the prompts: `prompts.classnames` or the dataset's, in label order."""
+        return prompt_classnames(self.cfg, self.data)[0]
+
+    def prompt_tokens(self) -> ClassPrompts:
+        """Every (class, template) prompt, tokenized on the device, and which of them a training step
+        encodes when the text tower trains (`prompts.train_templates`, drawn from train.seed)."""
         if not self.built.has_text:
             raise ConfigError(
                 f"model.arch '{self.cfg.model.arch}' is an image-only backbone with no text tower, but "
@@ -53,13 +60,13 @@ class BuildContext:
                 f"{or_list(METHODS.names(where=lambda method: method.image_only))} with head.kind linear or mlp, "
                 "or an open_clip model.arch"
             )
-        return tokenize_prompts(self.built.tokenizer, self.data.classnames, self.templates).to(self.device)
+        tokens = tokenize_prompts(self.built.tokenizer, self.classnames, self.templates).to(self.device)
+        return ClassPrompts(tokens, self.data.num_classes, self.cfg.prompts.train_templates, self.cfg.train.seed)
 
     @torch.no_grad()
     def class_embeddings(self) -> torch.Tensor:
-        """The zero-shot classifier weights [C, D] from the (frozen, untrained) text tower."""
-        tokens = self.prompt_tokens()
-        return class_embeddings_from_tokens(self.built.model.encode_text, tokens, self.data.num_classes)
+        """The zero-shot classifier weights [C, D] from the (frozen, untrained) text tower, every template."""
+        return self.prompt_tokens().embeddings(self.built.model, training=False)
 
     def logit_scale(self) -> float:
         return float(self.built.model.logit_scale.exp().item())
@@ -68,6 +75,37 @@ class BuildContext:
         """A sigmoid model's (SigLIP's) learnt logit bias; None for softmax CLIP."""
         bias = getattr(self.built.model, "logit_bias", None)
         return None if bias is None else float(bias.item())
+
+
+def prompt_templates(cfg: TrialConfig, dataset_templates: list[str]) -> list[str]:
+    """The templates of the trial's own dataset's prompts: `prompts.custom` replaces the dataset's; then
+    all of them or the first (`prompts.templates`). Other datasets (retention) keep their own."""
+    templates = cfg.prompts.custom or dataset_templates
+    return templates[:1] if cfg.prompts.templates == "single" else list(templates)
+
+
+def prompt_classnames(cfg: TrialConfig, data: DataBundle) -> tuple[list[str], list[str] | None]:
+    """(the trial's classes, base-to-new's new classes or None) as the prompts name them.
+
+    `prompts.classnames` replaces the dataset's names: one per class of the trial, in label order, or,
+    with `data.classes: base`, one per class of the whole dataset (the base classes, then the new ones).
+    """
+    new = None if data.new_classes is None else list(data.new_classes.classnames)
+    names = cfg.prompts.classnames
+    if names is None:
+        return list(data.classnames), new
+    count = data.num_classes
+    if len(names) == count:
+        return list(names), new
+    if new is not None and len(names) == count + len(new):
+        return list(names[:count]), list(names[count:])
+    classes = f"{count} classes"
+    if new is not None:
+        classes += f" (data.classes: base; {count + len(new)} with the new ones)"
+    raise ConfigError(
+        f"prompts.classnames lists {len(names)} names, but data.name '{cfg.data.name}' has {classes}: give one "
+        "name per class, in label order, or leave prompts.classnames unset to use the dataset's names"
+    )
 
 
 def _text_user(cfg: TrialConfig) -> str:
@@ -143,11 +181,14 @@ TRAINING_READS = (
     "train.optimizer",
     "train.lr",
     "train.weight_decay",
+    "train.decay_norms_and_biases",
     "train.momentum",
     "train.scheduler",
     "train.warmup_epochs",
     "train.t0_epochs",
-    "train.min_lr",
+    "train.t_mult",
+    "train.eta_min",
+    "train.scheduler_step",
     "train.label_smoothing",
     "train.grad_clip",
     "train.select",
@@ -236,6 +277,7 @@ class Method:
             [(n, p) for n, p in model.named_parameters() if p.requires_grad],
             cfg.train.lr,
             cfg.train.weight_decay,
+            cfg.train.decay_norms_and_biases,
         )
 
     def closed_form(self, cfg: TrialConfig) -> bool:
@@ -258,7 +300,14 @@ def make_head(ctx: BuildContext, dim: int, trainable: bool = True) -> nn.Module:
     if head_cfg.kind == "linear":
         head = LinearHead(dim, ctx.data.num_classes, head_cfg.dropout, head_cfg.normalize)
     elif head_cfg.kind == "mlp":
-        head = MLPHead(dim, ctx.data.num_classes, head_cfg.hidden, head_cfg.dropout, head_cfg.normalize)
+        head = MLPHead(
+            dim,
+            ctx.data.num_classes,
+            head_cfg.hidden,
+            head_cfg.dropout,
+            head_cfg.normalize,
+            hidden_dropout=head_cfg.hidden_dropout,
+        )
     else:
         head = TextHead(ctx.class_embeddings(), ctx.logit_scale(), trainable, head_cfg.dropout, bias=ctx.logit_bias())
     head.requires_grad_(trainable)
@@ -272,8 +321,13 @@ def image_feature_dim(model: nn.Module) -> int:
     return int(dim)
 
 
-def split_decay(name: str, named: list[tuple[str, nn.Parameter]], lr: float, weight_decay: float) -> list[ParamGroup]:
-    """Weight decay on matrices only: biases, norms, embeddings and scales are not decayed."""
+def split_decay(
+    name: str, named: list[tuple[str, nn.Parameter]], lr: float, weight_decay: float, decay_all: bool = False
+) -> list[ParamGroup]:
+    """Weight decay on matrices only: biases, norms, embeddings and scales are not decayed; with `decay_all`
+    (`train.decay_norms_and_biases`) one group decays every parameter, as `AdamW(model.parameters())` does."""
+    if decay_all:
+        return [ParamGroup(name, [p for _, p in named], lr, weight_decay)] if named else []
     embeddings = ("class_embedding", "positional_embedding", "token_embedding.weight")
     decay = [p for n, p in named if p.ndim >= 2 and not n.endswith(embeddings)]
     decay_ids = {id(p) for p in decay}

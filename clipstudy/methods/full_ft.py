@@ -48,7 +48,8 @@ class FullFineTune(Method):
         head_lr = train.head_lr if train.head_lr is not None else train.lr
         if train.head_lr is None and train.head_lr_mult is not None:
             head_lr = train.head_lr_mult * backbone_lr
-        groups = split_decay("head", list(model.head.named_parameters()), head_lr, train.weight_decay)
+        decay_all = train.decay_norms_and_biases
+        groups = split_decay("head", list(model.head.named_parameters()), head_lr, train.weight_decay, decay_all)
         by_layer: dict[int, list] = {}
         blocks = num_blocks(model.clip.visual)
         for name, param in model.clip.visual.named_parameters():
@@ -56,7 +57,7 @@ class FullFineTune(Method):
                 by_layer.setdefault(layer_id(name, blocks), []).append((name, param))
         for layer, named in sorted(by_layer.items()):
             lr = backbone_lr * train.layer_decay ** (blocks + 1 - layer)
-            groups += split_decay(f"backbone.layer{layer}", named, lr, train.weight_decay)
+            groups += split_decay(f"backbone.layer{layer}", named, lr, train.weight_decay, decay_all)
         return groups
 
 

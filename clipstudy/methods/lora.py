@@ -37,9 +37,9 @@ class Lora(Method):
         train = cfg.train
         head_lr = train.head_lr if train.head_lr is not None else train.lr
         adapters = [(n, p) for n, p in model.clip.named_parameters() if p.requires_grad]
-        return split_decay("head", list(model.head.named_parameters()), head_lr, train.weight_decay) + split_decay(
-            "adapters", adapters, train.lr, train.weight_decay
-        )
+        decay_all = train.decay_norms_and_biases
+        head = split_decay("head", list(model.head.named_parameters()), head_lr, train.weight_decay, decay_all)
+        return head + split_decay("adapters", adapters, train.lr, train.weight_decay, decay_all)
 
     def ensemble_origin(self, model: ImageClassifier) -> dict[str, torch.Tensor]:
         """WiSE-FT scales the adapters instead of interpolating them (A and B are not linear in α)."""

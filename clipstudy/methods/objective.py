@@ -20,7 +20,8 @@ from clipstudy.methods.base import BuildContext, LossTerm, Method, Step
 from clipstudy.methods.losses import clip_contrastive, similarity_distillation, supervised_contrastive
 from clipstudy.methods.registry import METHODS
 from clipstudy.models.classifier import ImageClassifier
-from clipstudy.models.heads import TextHead, class_embeddings_from_tokens
+from clipstudy.models.heads import TextHead
+from clipstudy.models.text import ClassPrompts, encode_in_chunks
 
 
 @dataclass
@@ -54,9 +55,17 @@ class Objective:
         """(logits, unweighted value of each term); the text tower runs once for both."""
         features = model.features(images)
         text = self.class_text(model)
+        self._follow_prompts(model)
         logits = model.head(features, text) if model.live_text else model.classify(features)
         step = Step(images, labels, features, text, logits)
         return logits, {term.name: term.compute(step) for term in self.terms}
+
+    def _follow_prompts(self, model: ImageClassifier) -> None:
+        """Point the distillation teacher at the prompts the live text tower encoded this step, so that both
+        compare images with the same templates (`prompts.train_templates`)."""
+        for term in self.terms:
+            if isinstance(term.compute, Distillation):
+                term.compute.prompts = model.live_prompts if model.live_text and model.training else None
 
     def total(self, ce: torch.Tensor, values: dict[str, torch.Tensor]) -> torch.Tensor:
         """ce_weight·CE + Σ weight·term; terms of weight 0 are left out (not multiplied by 0)."""
@@ -66,14 +75,29 @@ class Objective:
 
 class Teacher:
     """A frozen copy of the original CLIP (both towers) for distillation, built once per trial before the
-    method changes the model (LoRA injection, unfrozen towers)."""
+    method changes the model (LoRA injection, unfrozen towers).
 
-    def __init__(self, ctx: BuildContext):
+    Its text is encoded once, per prompt: `class_text` averages every template (CLIP's ensemble);
+    `step_text` averages the templates a training step of the student's live text tower drew.
+    """
+
+    def __init__(self, ctx: BuildContext, chunk: int = 512):
         self.clip: nn.Module = copy.deepcopy(ctx.built.model).requires_grad_(False).eval()
+        prompts = ctx.prompt_tokens()
+        tokens = prompts.all_tokens()
         with torch.no_grad():
-            self.class_text = class_embeddings_from_tokens(
-                self.clip.encode_text, ctx.prompt_tokens(), ctx.data.num_classes
-            )
+            encoded = encode_in_chunks(self.clip, tokens, chunk)
+        per_prompt = encoded.float().view(prompts.num_classes, prompts.num_templates, -1)
+        self.class_text = prompts.pool(per_prompt, training=False)
+        drawing = ctx.cfg.prompts.train_templates != "all" and prompts.num_templates > 1
+        self.prompt_text = per_prompt if drawing else None
+        """[C, T, D] the teacher's embedding of every prompt, kept only where a step encodes fewer than all."""
+
+    def step_text(self, prompts: ClassPrompts | None) -> torch.Tensor:
+        """[C, D] the class text over the templates `prompts` last drew for training; all when None."""
+        if prompts is None or prompts.drawn is None or self.prompt_text is None:
+            return self.class_text
+        return prompts.pool(self.prompt_text, training=True)
 
     @torch.no_grad()
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
@@ -86,10 +110,12 @@ class Distillation:
 
     teacher: Teacher
     scale: float
+    prompts: ClassPrompts | None = None
+    """The student's live prompts, whose last draw the teacher's text follows (set by `Objective.forward`)."""
 
     def __call__(self, step: Step) -> torch.Tensor:
         teacher_image = self.teacher.image_features(step.images)
-        teacher_text = self.teacher.class_text[step.labels]
+        teacher_text = self.teacher.step_text(self.prompts)[step.labels]
         return similarity_distillation(step.features, step.pair_text, teacher_image, teacher_text, self.scale)
 
 

@@ -29,8 +29,6 @@ from clipstudy.models.names import (
 from clipstudy.models.torchvision_backbones import build_torchvision, torchvision_tags
 from clipstudy.models.weights import hub_cached, hub_hint, require_hub, resolve_weights
 
-_PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode", "fill_color")
-
 for _arch in PACKAGED_ARCHS:
     if _arch not in open_clip.list_models():
         open_clip.add_model_config(PACKAGED_CONFIG_DIR / f"{_arch}.json")
@@ -54,7 +52,11 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "cpu") -> BuiltMo
 
 
 def build_clip(cfg: ModelConfig, device: str | torch.device = "cpu") -> BuiltModel:
-    """Create open_clip's `cfg.arch` with weights from `cfg.pretrained` ('none', a local file or an open_clip tag)."""
+    """Create open_clip's `cfg.arch` with weights from `cfg.pretrained` ('none', a local file or an open_clip tag).
+
+    It is built (QuickGELU or GELU) and its preprocessing set as the weights were trained: from the tag, from the
+    `open_clip_config.json` beside a local file, or from `cfg.pretrained_tag` (see `weights.resolve_weights`).
+    """
     arch = cfg.arch
     if arch not in open_clip.list_models():
         raise unknown_name("architecture", arch, list_architectures(), ModelError)
@@ -65,23 +67,22 @@ def build_clip(cfg: ModelConfig, device: str | torch.device = "cpu") -> BuiltMod
             f"model.image_size={cfg.image_size}, but '{arch}' takes {native_size} px inputs only; "
             "leave model.image_size unset (other sizes suit torchvision/* backbones)"
         )
-    checkpoint, tag_cfg = resolve_weights(arch, cfg.pretrained, cfg.cache_dir)
+    source = resolve_weights(arch, cfg.pretrained, cfg.cache_dir, cfg.pretrained_tag)
     hf_text_model = model_cfg.get("text_cfg", {}).get("hf_model_name")
     if hf_text_model and not hub_cached(hf_text_model, "config.json", None):
         require_hub(
             f"the Hugging Face text model '{hf_text_model}' that '{arch}' builds its text tower from", hf_text_model
         )
-    force_preprocess = {k: tag_cfg[k] for k in _PREPROCESS_KEYS if tag_cfg.get(k) is not None}
     root = logging.getLogger()
-    if checkpoint is None:  # `pretrained: none` asks for random weights: open_clip's warning says nothing new
+    if source.checkpoint is None:  # `pretrained: none` asks for random weights: open_clip's warning says nothing new
         root.addFilter(_drop_random_init_warning)
     try:
         model = open_clip.create_model(
             arch,
-            pretrained=checkpoint,
+            pretrained=source.checkpoint,
             device=device,
-            force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)),
-            force_preprocess_cfg=force_preprocess,
+            force_quick_gelu=source.quick_gelu,
+            force_preprocess_cfg=source.preprocess,
             cache_dir=cfg.cache_dir,
         )
     except (RuntimeError, ValueError, KeyError, OSError) as error:
@@ -101,6 +102,10 @@ def build_clip(cfg: ModelConfig, device: str | torch.device = "cpu") -> BuiltMod
         std=tuple(preprocess.get("std", open_clip.OPENAI_DATASET_STD)),
         arch=arch,
         pretrained=cfg.pretrained,
+        quick_gelu=source.quick_gelu,
+        interpolation=str(preprocess.get("interpolation", "bicubic")),
+        resize_mode=str(preprocess.get("resize_mode", "shortest")),
+        build_source=source.origin,
     )
 
 

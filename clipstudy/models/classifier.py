@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from clipstudy.models.heads import TextHead, class_embeddings_from_tokens
+from clipstudy.models.heads import TextHead
+from clipstudy.models.text import ClassPrompts
 
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
@@ -15,17 +16,21 @@ class ImageClassifier(nn.Module):
     """`clip.encode_image` followed by `head`.
 
     When the text tower itself trains (LoRA on the text tower), the class embeddings cannot be
-    precomputed: `live_prompts` holds the prompt tokens and the text head's weights are recomputed
-    through the text tower on every training forward (once per evaluation pass in eval mode).
+    precomputed: `live_prompts` holds the class prompts and the text head's weights are recomputed
+    through the text tower on every training forward, from the prompts `prompts.train_templates` picks
+    (once per evaluation pass in eval mode, from every template). Plain prompt tokens [C * T, length]
+    train on every template.
     """
 
-    def __init__(self, clip: nn.Module, head: nn.Module, live_prompts: torch.Tensor | None = None):
+    def __init__(self, clip: nn.Module, head: nn.Module, live_prompts: ClassPrompts | torch.Tensor | None = None):
         super().__init__()
         self.clip = clip
         self.head = head
         if live_prompts is not None and not isinstance(head, TextHead):
             raise ValueError("live prompts need a TextHead")
-        self.register_buffer("live_prompts", live_prompts, persistent=False)
+        if isinstance(live_prompts, torch.Tensor):
+            live_prompts = ClassPrompts(live_prompts, head.weight.shape[0])
+        self.live_prompts = live_prompts
         self._eval_class_weights: torch.Tensor | None = None
 
     @property
@@ -33,11 +38,14 @@ class ImageClassifier(nn.Module):
         return self.live_prompts is not None
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.clip.encode_image(images)
+        """Image features in fp32, whatever dtype the backbone's weights are held in (`model.weights_dtype`),
+        so the heads, which stay fp32, run without autocast."""
+        return self.clip.encode_image(images).float()
 
     def class_weights(self) -> torch.Tensor:
-        num_classes = self.head.weight.shape[0]
-        return class_embeddings_from_tokens(self.clip.encode_text, self.live_prompts, num_classes)
+        """[C, D] class embeddings through the live text tower: in training mode from the step's prompts
+        (with gradients), in eval mode from every template."""
+        return self.live_prompts.embeddings(self.clip, training=self.training)
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         if not self.live_text:

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clipstudy.models.text import class_embeddings
+
 
 class LinearHead(nn.Module):
     def __init__(self, dim: int, num_classes: int, dropout: float = 0.0, normalize: bool = False):
@@ -23,16 +25,27 @@ class LinearHead(nn.Module):
 
 
 class MLPHead(nn.Module):
-    """Two-layer head (an MLP classifier over CLIP features): Linear-ReLU-Dropout-Linear."""
+    """Two-layer head (an MLP classifier over CLIP features): Dropout-Linear-ReLU-Dropout-Linear.
 
-    def __init__(self, dim: int, num_classes: int, hidden: int, dropout: float = 0.0, normalize: bool = False):
+    `dropout` acts on the input features; `hidden_dropout` on the hidden layer (None = `dropout`).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_classes: int,
+        hidden: int,
+        dropout: float = 0.0,
+        normalize: bool = False,
+        hidden_dropout: float | None = None,
+    ):
         super().__init__()
         self.normalize = normalize
         self.net = nn.Sequential(
             nn.Dropout(dropout),
             nn.Linear(dim, hidden),
             nn.ReLU(),
-            nn.Dropout(dropout),
+            nn.Dropout(dropout if hidden_dropout is None else hidden_dropout),
             nn.Linear(hidden, num_classes),
         )
 
@@ -82,9 +95,14 @@ def tokenize_prompts(
 
 
 def class_embeddings_from_tokens(
-    encode_text: Callable[[torch.Tensor], torch.Tensor], tokens: torch.Tensor, num_classes: int, chunk: int = 512
+    encoder: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+    tokens: torch.Tensor,
+    num_classes: int,
+    chunk: int = 512,
 ) -> torch.Tensor:
-    """CLIP's zero-shot weights: normalise each prompt embedding, average per class, normalise again."""
-    embeddings = torch.cat([encode_text(tokens[i : i + chunk]) for i in range(0, len(tokens), chunk)])
-    embeddings = F.normalize(embeddings.float(), dim=-1).view(num_classes, -1, embeddings.shape[-1])
-    return F.normalize(embeddings.mean(dim=1), dim=-1)
+    """CLIP's zero-shot weights: normalise each prompt embedding, average per class, normalise again.
+
+    Pass the CLIP model itself (not its `encode_text`) so that its prompts are cut to their longest
+    EOT position where that is exact (`clipstudy.models.text.encode_prompts`).
+    """
+    return class_embeddings(encoder, tokens, num_classes, chunk)

@@ -44,6 +44,8 @@ TIMM_TARGET_MODULES = {
 }
 """`lora.targets` -> module path inside a timm ViT block (after `split_attention`)."""
 ADAPTER = "default"
+PEFT_INIT: dict[str, bool | str] = {"default": True, "gaussian": "gaussian"}
+"""`lora.init` -> peft's `init_lora_weights`: A Kaiming-uniform (True) or normal with std 1/r; B zero either way."""
 
 
 def tower_blocks(model: nn.Module, tower: str) -> tuple[nn.Module, dict[str, str]] | None:
@@ -109,6 +111,7 @@ def apply_lora(model: nn.Module, cfg: LoraConfig) -> list[str]:
         lora_dropout=cfg.dropout,
         bias="none",
         target_modules=pattern,
+        init_lora_weights=PEFT_INIT[cfg.init],
     )
     inject_adapter_in_model(peft_cfg, model, adapter_name=ADAPTER)
     for name, param in model.named_parameters():

@@ -56,6 +56,11 @@ def build_torchvision(cfg: ModelConfig, device: str | torch.device = "cpu") -> B
     """Create the backbone with its ImageNet head replaced by an identity; features are the pooled map."""
     if cfg.arch not in torchvision_architectures():
         raise unknown_name("architecture", cfg.arch, list_architectures(), ModelError)
+    if cfg.pretrained_tag:
+        raise ModelError(
+            f"model.pretrained_tag '{cfg.pretrained_tag}' names the open_clip tag a local file is built as, and "
+            f"'{cfg.arch}' is a torchvision backbone: remove model.pretrained_tag"
+        )
     name = cfg.arch.removeprefix(PREFIX)
     weights = _weights(cfg.arch, cfg.pretrained)
     net = torchvision.models.get_model(name)
@@ -69,7 +74,8 @@ def build_torchvision(cfg: ModelConfig, device: str | torch.device = "cpu") -> B
             ) from error
     output_dim = net.fc.in_features
     net.fc = nn.Identity()
-    transform = (weights or torchvision.models.get_model_weights(name).DEFAULT).transforms()
+    preprocessing = weights or torchvision.models.get_model_weights(name).DEFAULT
+    transform = preprocessing.transforms()
     model = ImageOnlyModel(net, output_dim).to(device).eval()
     return BuiltModel(
         model=model,
@@ -79,6 +85,10 @@ def build_torchvision(cfg: ModelConfig, device: str | torch.device = "cpu") -> B
         std=tuple(transform.std),
         arch=cfg.arch,
         pretrained=cfg.pretrained,
+        quick_gelu=None,
+        interpolation=transform.interpolation.value,
+        resize_mode="shortest",
+        build_source=f"torchvision's {preprocessing} transforms",
     )
 
 

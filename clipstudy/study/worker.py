@@ -118,7 +118,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as directory:
             trainer = Trainer(cfg, [reporter], resume_from=Path(directory) / CHECKPOINT_FILE)
     if rank == 0:
-        runs.log_runtime(loop_config["tracking_uri"], loop_config["run_id"], trainer.runtime)
+        runtime = {**trainer.runtime, **trainer.built.describe()}  # + the resolved activation and preprocessing
+        runs.log_runtime(loop_config["tracking_uri"], loop_config["run_id"], runtime)
     result = trainer.fit()
     if rank == 0:
         runs.log_result(loop_config["tracking_uri"], loop_config["run_id"], result)

@@ -50,3 +50,10 @@ def test_key_problems_name_each_bad_key_with_a_hint():
         "train": "'train' is a section; set one of its fields, e.g. 'train.*'",
         "trian.lr": "unknown config key 'trian.lr' (did you mean 'train.lr'?)",
     }
+
+
+def test_a_renamed_key_gets_its_new_name():
+    assert key_problems(["train.min_lr"]) == {
+        "train.min_lr": "'train.min_lr' was renamed 'train.eta_min'; set that instead"
+    }
+    assert "train.eta_min" in config_keys()

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from clipstudy.config import AugmentConfig
-from clipstudy.data.augment import MixBatch, build_eval_transform, build_train_transform
+from clipstudy.data.augment import MixBatch, build_eval_transform, build_train_transform, resolve_interpolation
 
 MEAN = (0.48, 0.46, 0.41)
 STD = (0.27, 0.26, 0.28)
@@ -41,16 +41,47 @@ def test_train_output_contract(size):
     assert -3 < out.mean() < 3 and out.abs().max() < 10
 
 
-def test_eval_normalises_and_resizes_like_interpolate():
-    eval_tf = build_eval_transform(64, MEAN, STD)
+@pytest.mark.parametrize("interpolation", ["bicubic", "bilinear"])
+def test_eval_normalises_and_resizes_like_interpolate(interpolation):
+    eval_tf = build_eval_transform(64, MEAN, STD, interpolation)
     white = torch.full((1, 3, 8, 8), 255, dtype=torch.uint8)
     expected = (1 - torch.tensor(MEAN)) / torch.tensor(STD)
     assert torch.allclose(eval_tf(white)[0, :, 10, 10], expected, atol=1e-5)
-    for size in (64, 20):  # up and (antialiased) down
-        x = images(size=40)
-        reference = F.interpolate(x.float() / 255, size=(size, size), mode="bicubic", antialias=True)
+    for size in (64, 224, 20):  # up, CIFAR's 32 -> 224 like torchvision's Resize, and (antialiased) down
+        x = images(size=40 if size != 224 else 32)
+        reference = F.interpolate(x.float() / 255, size=(size, size), mode=interpolation, antialias=True)
         reference = (reference - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
-        assert torch.allclose(build_eval_transform(size, MEAN, STD)(x), reference, atol=1e-4)
+        assert torch.allclose(build_eval_transform(size, MEAN, STD, interpolation)(x), reference, atol=1e-4)
+
+
+def test_bilinear_differs_from_bicubic():
+    x = images()
+    bicubic = build_eval_transform(224, MEAN, STD, "bicubic")(x)
+    bilinear = build_eval_transform(224, MEAN, STD, "bilinear")(x)
+    assert (bicubic - bilinear).abs().max() > 0.05
+
+
+@pytest.mark.parametrize(
+    ("setting", "model_default", "expected"),
+    [
+        ("auto", "bicubic", "bicubic"),
+        ("auto", "bilinear", "bilinear"),
+        ("bilinear", "bicubic", "bilinear"),
+        ("auto", "random", "bicubic"),
+    ],
+)
+def test_resolve_interpolation(setting, model_default, expected):
+    assert resolve_interpolation(setting, model_default) == expected
+
+
+def test_train_crop_uses_the_interpolation():
+    x = images()
+    cfg = AugmentConfig(crop_scale=(1.0, 1.0))
+    torch.manual_seed(0)
+    bilinear = build_train_transform(cfg, 64, MEAN, STD, "bilinear")(x)
+    torch.manual_seed(0)
+    bicubic = build_train_transform(cfg, 64, MEAN, STD, "bicubic")(x)
+    assert (bicubic - bilinear).abs().max() > 0.05
 
 
 def test_eval_is_deterministic_and_identity_at_size():

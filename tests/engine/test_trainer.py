@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from clipstudy.engine import Callback, Trainer, run_trial
-from clipstudy.errors import TrialFailed
+from clipstudy.errors import ConfigError, TrialFailed
 from tests.conftest import interrupted_after_first_epoch
 
 
@@ -93,7 +93,7 @@ def test_callbacks_see_every_epoch_and_can_stop(tiny_config):
 def test_checkpoint_holds_what_resumption_needs(tiny_config, tmp_path):
     trainer = Trainer(tiny_config("lora", train__epochs=1))
     trainer.fit()
-    state = torch.load(trainer.save_checkpoint(tmp_path / "c.pt"), weights_only=False)
+    state = torch.load(trainer.save_checkpoint(tmp_path / "c.pt"), weights_only=True)
     assert {"epoch", "model", "optimizer", "scheduler", "rng", "history", "best"} <= state.keys()
     assert state["epoch"] == 1 and state["optimizer"]["state"]
     assert set(state["model"]) == {n for n, p in trainer.model.named_parameters() if p.requires_grad}
@@ -109,3 +109,111 @@ def test_bf16_autocast_trains_with_finite_metrics(tiny_config):
 
 def test_auto_precision_is_fp32_on_cpu(tiny_config):
     assert Trainer(tiny_config("zero_shot")).autocast_dtype is None
+
+
+def lrs_by_epoch(cfg) -> dict[int, list[float]]:
+    """The first group's lr after every optimizer step of a run, by epoch."""
+    seen: dict[int, list[float]] = {}
+
+    class Recorder(Callback):
+        def on_step_end(self, trainer, epoch, step, steps):
+            seen.setdefault(epoch, []).append(trainer.optimizer.param_groups[0]["lr"])
+
+    run_trial(cfg, [Recorder()])
+    return seen
+
+
+def test_scheduler_step_epoch_holds_the_lr_for_a_whole_epoch(tiny_config):
+    cfg = tiny_config("linear_probe", train__epochs=3, train__lr=0.1, train__scheduler_step="epoch")
+    per_epoch = lrs_by_epoch(cfg)
+    assert sorted(per_epoch) == [1, 2, 3] and all(len(lrs) > 2 for lrs in per_epoch.values())
+    assert all(len(set(lrs)) == 1 for lrs in per_epoch.values())
+    expected = [0.1 * 0.5 * (1 + math.cos(math.pi * e / 3)) for e in range(3)]
+    assert [lrs[0] for lrs in per_epoch.values()] == pytest.approx(expected)
+    per_step = lrs_by_epoch(cfg.model_copy(update={"train": cfg.train.model_copy(update={"scheduler_step": "step"})}))
+    assert len(set(per_step[1])) == len(per_step[1])  # stepped per iteration: a new lr after every step
+
+
+def decay_of(trainer) -> dict[str, float]:
+    """Each trainable parameter's weight decay in the trainer's optimizer."""
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    return {names[id(p)]: g["weight_decay"] for g in trainer.optimizer.param_groups for p in g["params"]}
+
+
+def test_decay_norms_and_biases_decays_every_trainable_parameter(tiny_config):
+    usual = decay_of(Trainer(tiny_config("full_ft", train__weight_decay=0.05)))
+    assert usual["head.fc.weight"] == 0.05 and usual["head.fc.bias"] == 0.0
+    assert usual["clip.visual.ln_post.weight"] == 0.0 and usual["clip.visual.class_embedding"] == 0.0
+    trainer = Trainer(tiny_config("full_ft", train__weight_decay=0.05, train__decay_norms_and_biases=True))
+    every = decay_of(trainer)
+    assert every.keys() == usual.keys() == {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert set(every.values()) == {0.05}
+
+
+def test_bf16_weights_train_on_cpu_with_an_fp32_head(tiny_config):
+    trainer = Trainer(tiny_config("full_ft", model__weights_dtype="bf16"))
+    assert trainer.autocast_dtype is None  # no autocast: the weights themselves are bf16
+    assert {p.dtype for p in trainer.model.clip.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in trainer.model.head.parameters()} == {torch.float32}
+    before = trainer.model.clip.visual.conv1.weight.detach().clone()
+    result = trainer.fit()
+    assert math.isfinite(result.history[1]["train/loss"]) and math.isfinite(result.history[1]["val/loss"])
+    assert result.weights["clip.visual.conv1.weight"].dtype == torch.bfloat16
+    assert result.weights["head.fc.weight"].dtype == torch.float32
+    assert not torch.equal(trainer.model.clip.visual.conv1.weight, before)  # the optimizer updates bf16 weights
+
+
+def test_bf16_weights_keep_lora_adapters_fp32(tiny_config):
+    trainer = Trainer(tiny_config("lora", model__weights_dtype="bf16"))
+    dtypes = {n: p.dtype for n, p in trainer.model.clip.named_parameters()}
+    assert {d for n, d in dtypes.items() if ".lora_" in n} == {torch.float32}
+    assert {d for n, d in dtypes.items() if ".lora_" not in n} == {torch.bfloat16}
+    assert math.isfinite(trainer.fit().history[1]["train/loss"])
+
+
+def test_an_update_below_bf16_resolution_is_lost():
+    """Why model.weights_dtype exists: an fp16/bf16 weight updated in place drops updates below its resolution
+    (bf16 has 8 significant bits: 1 + 1e-7 rounds to 1), as fine-tuning OpenAI's fp16 clip.load model does."""
+    weights = {dtype: torch.nn.Parameter(torch.ones(1, dtype=dtype)) for dtype in (torch.bfloat16, torch.float32)}
+    optimizer = torch.optim.SGD(list(weights.values()), lr=1e-7)
+    for weight in weights.values():
+        weight.grad = -torch.ones_like(weight)
+    optimizer.step()
+    assert weights[torch.bfloat16].item() == 1.0
+    assert weights[torch.float32].item() == 1 + torch.finfo(torch.float32).eps  # the nearest fp32 to 1 + 1e-7
+
+
+class Payload:
+    """A custom object a checkpoint must not unpickle."""
+
+
+def test_a_checkpoint_with_a_pickled_object_is_refused(tiny_config, tmp_path):
+    cfg = tiny_config("linear_probe")
+    trainer = Trainer(cfg)
+    state = trainer.state_dict()
+    state["extra"] = Payload()
+    bad = tmp_path / "bad.pt"
+    torch.save(state, bad)
+    with pytest.raises(
+        TrialFailed, match=r"bad\.pt holds a Python object \(.*Payload\) that is not loaded, for safety"
+    ):
+        Trainer(cfg, resume_from=bad)
+    with pytest.raises(TrialFailed, match=r"Delete it and train the trial again"):
+        Trainer(cfg, resume_from=bad)
+
+
+def test_fp16_weights_that_train_refuse_the_fp16_gradient_scaler(tiny_config):
+    with pytest.raises(
+        ConfigError, match=r"model.weights_dtype: fp16 with train.precision: fp16.*train.precision: fp32"
+    ):
+        Trainer(tiny_config("full_ft", model__weights_dtype="fp16", train__precision="fp16"))
+    with pytest.raises(ConfigError, match=r"fp16 with train.optimizer: adamw: AdamW's eps .*train.optimizer: sgd"):
+        Trainer(tiny_config("full_ft", model__weights_dtype="fp16"))
+    lora = Trainer(tiny_config("lora", model__weights_dtype="fp16", train__precision="fp16"))  # fp32 adapters: fine
+    assert lora.scaler.is_enabled()
+
+
+def test_fp16_weights_train_with_sgd_on_cpu(tiny_config):
+    trainer = Trainer(tiny_config("full_ft", model__weights_dtype="fp16", train__optimizer="sgd", train__lr=0.01))
+    assert trainer.model.clip.visual.conv1.weight.dtype == torch.float16
+    assert math.isfinite(trainer.fit().history[1]["train/loss"])

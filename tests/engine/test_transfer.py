@@ -84,3 +84,54 @@ def test_a_missing_retention_dataset_fails_before_training(tiny_config, tmp_path
     cfg = tiny_config("full_ft", eval__retention=["cifar10"], data__root=str(tmp_path), data__download=False)
     with pytest.raises(DataError, match="cifar10: no usable dataset"):
         Trainer(cfg)
+
+
+CUSTOM = ["a photo of a {}.", "a drawing of a {}."]
+NAMES = ["thing 0", "thing 1", "thing 2", "thing 3", "thing 4", "thing 5"]
+
+
+def test_custom_prompts_reach_the_new_classes_but_not_the_retention_datasets(tiny_config, monkeypatch):
+    """prompts.custom/classnames name the trial's own dataset: its new classes are prompted with them, a
+    retention dataset with its own names and templates."""
+    from clipstudy.data.templates import DIGITS_TEMPLATES
+    from clipstudy.engine import transfer
+
+    prompted = {}
+    measure = transfer.zero_shot_accuracy
+
+    def spy(clip, tokenizer, eval_set, templates, evaluator):
+        prompted.setdefault(eval_set.name, (eval_set.classnames, templates))
+        return measure(clip, tokenizer, eval_set, templates, evaluator)
+
+    monkeypatch.setattr(transfer, "zero_shot_accuracy", spy)
+    cfg = tiny_config(
+        "zero_shot",
+        data__classes="base",
+        prompts__custom=CUSTOM,
+        prompts__classnames=NAMES,
+        eval__retention=["digits"],
+        eval__retention_per_class=2,
+        **SIX_CLASSES,
+    )
+    trainer = Trainer(cfg)
+    assert trainer.transfer.new_classes.classnames == NAMES[3:] and trainer.transfer.new_classes.templates == CUSTOM
+    metrics = trainer.fit().metrics
+    assert prompted["synthetic/new"] == (NAMES[3:], CUSTOM)
+    digits_names, digits_templates = prompted["digits"]
+    assert digits_templates == DIGITS_TEMPLATES and len(digits_names) == 10 and digits_names[0] != NAMES[0]
+    assert 0.0 <= metrics["test/new_acc"] <= 1.0 and metrics["retention/digits/delta"] == 0.0
+
+
+def test_classnames_for_the_base_classes_only_leave_the_new_ones_their_names(tiny_config):
+    cfg = tiny_config("zero_shot", data__classes="base", prompts__classnames=NAMES[:3], **SIX_CLASSES)
+    new = Trainer(cfg).transfer.new_classes
+    assert new.classnames == ["class 3", "class 4", "class 5"] and new.templates == ["a photo of a {}."]
+
+
+def test_zero_shot_accuracy_is_unchanged_by_prompt_truncation(tiny_config, monkeypatch):
+    from clipstudy.models import text
+
+    cfg = tiny_config("zero_shot", data__classes="base", **SIX_CLASSES)
+    cut = run_trial(cfg).metrics["test/new_acc"]
+    monkeypatch.setattr(text, "causal_text", lambda clip: None)
+    assert run_trial(cfg).metrics["test/new_acc"] == cut

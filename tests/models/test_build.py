@@ -4,11 +4,14 @@ built (weight lookup is tests/models/test_weights.py)."""
 from __future__ import annotations
 
 import copy
+import json
 import time
 from pathlib import Path
 
+import open_clip
 import pytest
 import torch
+from open_clip.transformer import QuickGELU
 from safetensors.torch import save_file
 
 from clipstudy.config import LoraConfig, ModelConfig
@@ -20,6 +23,7 @@ from clipstudy.models import (
     SplitMultiheadAttention,
     apply_lora,
     build_clip,
+    build_model,
     describe_architectures,
     fuse_attention,
     list_architectures,
@@ -128,3 +132,85 @@ def test_rn50_clip_builds_offline_and_lora_refuses_its_resnet_tower():
     with pytest.raises(ModelError, match=r"lora\.towers: LoRA on the vision tower .*\(ModifiedResNet\) has none"):
         apply_lora(built.model, LoraConfig(towers=["vision"]))
     assert len(apply_lora(built.model, LoraConfig(towers=["text"]))) == 12 * 2
+
+
+@pytest.fixture(scope="module")
+def quick_gelu_vit_b_32(tmp_path_factory) -> tuple[torch.nn.Module, Path]:
+    """Random ViT-B-32 weights trained, as it were, with QuickGELU (as OpenAI's), saved as the Hub names them."""
+    torch.manual_seed(0)
+    reference = open_clip.create_model("ViT-B-32", force_quick_gelu=True).eval()
+    path = tmp_path_factory.mktemp("hub") / "open_clip_model.safetensors"
+    save_file(reference.state_dict(), str(path))
+    return reference, path
+
+
+def _assert_same_features(built: BuiltModel, reference: torch.nn.Module) -> None:
+    images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.allclose(built.model.encode_image(images), reference.encode_image(images), atol=1e-4)
+
+
+def test_file_beside_its_open_clip_config_builds_as_the_json_says(quick_gelu_vit_b_32):
+    reference, path = quick_gelu_vit_b_32
+    config_path = path.parent / "open_clip_config.json"
+    hub_config = {
+        "model_cfg": {**open_clip.get_model_config("ViT-B-32"), "quick_gelu": True},
+        "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "interpolation": "bilinear"},
+    }
+    config_path.write_text(json.dumps(hub_config))
+    try:
+        built = build_clip(ModelConfig(arch="ViT-B-32", pretrained=str(path)))
+    finally:
+        config_path.unlink()
+    assert isinstance(built.model.visual.transformer.resblocks[0].mlp.gelu, QuickGELU)
+    assert isinstance(built.model.transformer.resblocks[-1].mlp.gelu, QuickGELU)
+    _assert_same_features(built, reference)
+    assert built.describe() == {
+        "model.activation": "quick_gelu",
+        "model.preprocess.image_size": "224",
+        "model.preprocess.mean": "0.5,0.5,0.5",
+        "model.preprocess.std": "0.25,0.25,0.25",
+        "model.preprocess.interpolation": "bilinear",
+        "model.preprocess.resize_mode": "shortest",
+        "model.preprocess.source": str(config_path),
+    }
+
+
+def test_bare_file_with_pretrained_tag_builds_as_the_tag(quick_gelu_vit_b_32):
+    reference, path = quick_gelu_vit_b_32
+    built = build_clip(ModelConfig(arch="ViT-B-32", pretrained=str(path), pretrained_tag="openai"))
+    assert isinstance(built.model.visual.transformer.resblocks[0].mlp.gelu, QuickGELU)
+    _assert_same_features(built, reference)
+    assert (built.mean, built.std) == (open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
+    assert (built.quick_gelu, built.interpolation, built.build_source) == (True, "bicubic", "tag 'openai'")
+
+
+def test_bare_file_without_pretrained_tag_is_refused(quick_gelu_vit_b_32):
+    _, path = quick_gelu_vit_b_32
+    with pytest.raises(ModelError, match=r"set model\.pretrained_tag .*`model\.pretrained_tag: openai` or "):
+        build_clip(ModelConfig(arch="ViT-B-32", pretrained=str(path)))
+
+
+def test_file_beside_a_config_of_another_model_is_refused(tmp_path):
+    path = tmp_path / "open_clip_model.safetensors"
+    path.write_bytes(b"x")
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": open_clip.get_model_config("ViT-B-32")}))
+    with pytest.raises(ModelError, match=r"describes another model than model\.arch 'clipstudy-tiny' \(embed_dim: 512"):
+        build_clip(ModelConfig(pretrained=str(path)))
+
+
+def test_built_models_describe_their_activation_and_preprocessing():
+    tiny = build_clip(ModelConfig()).describe()
+    assert (tiny["model.activation"], tiny["model.preprocess.interpolation"]) == ("gelu", "bicubic")
+    assert tiny["model.preprocess.mean"] == "0.48145466,0.4578275,0.40821073"
+    resnet = build_model(ModelConfig(arch="torchvision/resnet18")).describe()
+    assert resnet["model.activation"] == "n/a"
+    assert (resnet["model.preprocess.interpolation"], resnet["model.preprocess.mean"]) == (
+        "bilinear",
+        "0.485,0.456,0.406",
+    )
+    assert resnet["model.preprocess.source"] == "torchvision's ResNet18_Weights.IMAGENET1K_V1 transforms"
+    with pytest.raises(
+        ModelError, match=r"'torchvision/resnet18' is a torchvision backbone: remove model\.pretrained_tag"
+    ):
+        build_model(ModelConfig(arch="torchvision/resnet18", pretrained_tag="openai"))

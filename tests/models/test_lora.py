@@ -229,3 +229,28 @@ def test_lora_train_step(tiny, inputs):
     loss.backward()
     optimizer.step()
     assert _max_diff(_outputs(model.eval(), inputs), before) > 0
+
+
+def _adapter_weights(model: nn.Module, kind: str) -> list[torch.Tensor]:
+    return [p.detach() for n, p in model.named_parameters() if f".lora_{kind}." in n]
+
+
+def test_gaussian_init_draws_a_with_std_one_over_r_and_b_zero(tiny):
+    torch.manual_seed(0)
+    model = _lora(tiny, r=4, init="gaussian", targets=["q", "v", "fc1"])
+    a = torch.cat([w.flatten() for w in _adapter_weights(model, "A")])
+    assert a.numel() > 1000
+    assert float(a.std()) == pytest.approx(1 / 4, rel=0.05)  # peft: normal_(lora_A, std=1/r)
+    assert float(a.mean()) == pytest.approx(0.0, abs=0.02)
+    assert all(torch.count_nonzero(b) == 0 for b in _adapter_weights(model, "B"))
+
+
+def test_default_init_is_kaiming_uniform_not_gaussian(tiny):
+    torch.manual_seed(0)
+    model = _lora(tiny, r=4, targets=["q", "v", "fc1"])
+    for a in _adapter_weights(model, "A"):
+        bound = 1 / a.shape[1] ** 0.5  # kaiming_uniform_(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+        assert float(a.abs().max()) <= bound
+        assert float(a.std()) == pytest.approx(bound / 3**0.5, rel=0.15)
+        assert float(a.std()) < 0.5 / 4  # far from the gaussian init's 1/r
+    assert all(torch.count_nonzero(b) == 0 for b in _adapter_weights(model, "B"))
