@@ -5,9 +5,10 @@
 ViT-B-32 with random weights (no download) on CPU, fp32, 100 classes named as CIFAR-100's with its 18
 templates (`prompts.custom`, `prompts.classnames` on synthetic images). A step is the engine's forward
 (`Trainer._forward`: live class embeddings through the text tower), cross-entropy, backward and the
-optimizer step, on one fixed batch; `--warmup` steps are run first and not timed. Rows:
+optimizer step, on one fixed batch; `--warmup` steps are run first and not timed, then the rows' timed
+steps take turns (so a busy machine slows them alike) and each row reports its median step. Rows:
 
-- vision-only: `lora.towers: [vision]`, the text head's class embeddings fixed (encoded once at build);
+- vision-only: `lora.towers: [vision]` and a text head (its class embeddings encoded once, at build);
 - both towers, after: `lora.towers: [vision, text]` with `prompts.train_templates: sample` (100 prompts a
   step) and prompts cut to their longest EOT token (`clipstudy.models.text.encode_prompts`);
 - both towers, before: `train_templates: all` (100 x T prompts a step), 77 tokens each (truncation off).
@@ -19,8 +20,11 @@ optimizer step, on one fixed batch; `--warmup` steps are run first and not timed
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from unittest import mock
 
 import torch
@@ -66,8 +70,18 @@ def config(towers: list[str], train_templates: str, templates: list[str], batch_
     return build_config(base, {})
 
 
-def step_rate(trainer: Trainer, batch_size: int, warmup: int, steps: int) -> tuple[float, list[tuple[int, int]]]:
-    """(images/s over the timed steps, (prompts, tokens) of each text encoding in one step)."""
+@dataclass
+class Row:
+    label: str
+    step: Callable[[], None]
+    calls: list[tuple[int, int]]
+    """(prompts, tokens) of each batch the text tower encoded."""
+    times: list[float] = field(default_factory=list)
+
+
+def prepare(label: str, trainer: Trainer, batch_size: int, truncate: bool) -> Row:
+    """One training step of `trainer` on a fixed batch, as the engine runs it (`Trainer._forward`, CE, backward,
+    optimizer step); without `truncate` every prompt is encoded at its full 77 tokens, as before."""
     x, y = next(trainer._train_batches(torch.Generator().manual_seed(0)))
     x, y = x[:batch_size], y[:batch_size]
     calls: list[tuple[int, int]] = []
@@ -75,25 +89,28 @@ def step_rate(trainer: Trainer, batch_size: int, warmup: int, steps: int) -> tup
     trainer.model.train()
 
     def step() -> None:
-        logits, _ = trainer._forward(x, y)
-        loss = F.cross_entropy(logits.float(), y)
-        trainer.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        trainer.optimizer.step()
+        with nullcontext() if truncate else mock.patch("clipstudy.models.text.causal_text", return_value=None):
+            logits, _ = trainer._forward(x, y)
+            loss = F.cross_entropy(logits.float(), y)
+            trainer.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            trainer.optimizer.step()
 
-    for _ in range(warmup):
-        step()
-    calls.clear()
-    start = time.perf_counter()
+    return Row(label, step, calls)
+
+
+def measure(rows: list[Row], warmup: int, steps: int) -> None:
+    """Warm every row up, then time their steps in turn (round-robin), so that whatever else the machine
+    runs meanwhile slows every row alike."""
+    for row in rows:
+        for _ in range(warmup):
+            row.step()
+        row.calls.clear()
     for _ in range(steps):
-        step()
-    elapsed = time.perf_counter() - start
-    return len(y) * steps / elapsed, calls[: len(calls) // steps]
-
-
-def untruncated() -> AbstractContextManager:
-    """Every prompt encoded at its full 77 tokens, as before truncation."""
-    return mock.patch("clipstudy.models.text.causal_text", return_value=None)
+        for row in rows:
+            start = time.perf_counter()
+            row.step()
+            row.times.append(time.perf_counter() - start)
 
 
 def main() -> None:
@@ -105,37 +122,30 @@ def main() -> None:
         "--before-templates", type=int, default=2, help="templates the 'before' row encodes (18 needs tens of GiB)"
     )
     args = parser.parse_args()
-    every = list(CIFAR_TEMPLATES)
-    rows = [
-        ("vision-only LoRA, text head fixed", ["vision"], "all", every, nullcontext),
-        ("both towers, after: sample + truncation", ["vision", "text"], "sample", every, nullcontext),
-        (
-            f"both towers, before: all {args.before_templates} templates, 77 tokens",
-            ["vision", "text"],
-            "all",
-            every[: args.before_templates],
-            untruncated,
-        ),
+    every, before, both = list(CIFAR_TEMPLATES), args.before_templates, ["vision", "text"]
+    setups = [
+        ("vision-only LoRA, text head", ["vision"], "all", every, True),
+        ("both towers, after: sample + truncation", ["vision", "text"], "sample", every, True),
+        (f"both towers, before: all of {before} templates, 77 tokens", both, "all", every[:before], False),
     ]
+    rows = [
+        prepare(label, Trainer(config(towers, mode, templates, args.batch_size)), args.batch_size, truncate)
+        for label, towers, mode, templates, truncate in setups
+    ]
+    measure(rows, args.warmup, args.steps)
     print(f"machine: {machine()}; ViT-B-32 random weights, fp32, batch {args.batch_size}, 100 classes")
-    print(f"{args.warmup} warm-up + {args.steps} timed steps each\n")
-    print("| step | prompts x tokens encoded per step | img/s | step time vs vision-only |\n|---|---|---|---|")
-    vision_rate = None
-    for label, towers, mode, templates, context in rows:
-        trainer = Trainer(config(towers, mode, templates, args.batch_size))
-        with context():
-            rate, calls = step_rate(trainer, args.batch_size, args.warmup, args.steps)
-        vision_rate = vision_rate or rate
-        encoded = " + ".join(f"{n} x {t}" for n, t in calls) or "none"
-        print(f"| {label} | {encoded} | {rate:.2f} | {vision_rate / rate:.2f}x |", flush=True)
-        del trainer
-    if args.before_templates < len(every):
-        step_s = args.batch_size / rate
-        vision_s = args.batch_size / vision_rate
-        full_s = vision_s + (step_s - vision_s) * len(every) / args.before_templates
+    print(f"{args.warmup} warm-up + {args.steps} timed steps each, interleaved; median step time\n")
+    print("| step | prompts x tokens encoded per step | step s | img/s | vs vision-only |\n|---|---|---|---|---|")
+    vision_s = statistics.median(rows[0].times)
+    for row in rows:
+        step_s = statistics.median(row.times)
+        encoded = " + ".join(f"{n} x {t}" for n, t in row.calls[: len(row.calls) // args.steps]) or "none"
+        print(f"| {row.label} | {encoded} | {step_s:.2f} | {args.batch_size / step_s:.2f} | {step_s / vision_s:.2f}x |")
+    if before < len(every):
+        full_s = vision_s + (step_s - vision_s) * len(every) / before
         print(
-            f"| both towers, before: all 18 templates (extrapolated) | 1800 x 77 | {args.batch_size / full_s:.2f} "
-            f"| {full_s / vision_s:.2f}x |"
+            f"| both towers, before: all 18 templates (extrapolated) | 1800 x 77 | {full_s:.2f} "
+            f"| {args.batch_size / full_s:.2f} | {full_s / vision_s:.2f}x |"
         )
 
 
