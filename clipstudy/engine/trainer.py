@@ -110,7 +110,7 @@ class Trainer:
         self.trainable_params, self.total_params = self.model.param_counts()
         self.cached = uses_cached_features(self.method, cfg)
         size, mean, std = self.built.image_size, self.built.mean, self.built.std
-        resampling = resolve_interpolation(cfg.model.interpolation, getattr(self.built, "interpolation", "bicubic"))
+        resampling = resolve_interpolation(cfg.model.interpolation, self.built.interpolation)
         self.train_transform = build_train_transform(cfg.augment, size, mean, std, resampling).to(self.device)
         self.eval_transform = build_eval_transform(size, mean, std, resampling).to(self.device)
         eval_batch_size = cfg.train.eval_batch_size or 2 * cfg.train.batch_size

@@ -34,7 +34,8 @@ from clipstudy.engine.evaluator import Evaluator
 from clipstudy.errors import DataError
 from clipstudy.methods.base import prompt_classnames
 from clipstudy.models.build import build_clip
-from clipstudy.models.heads import class_embeddings_from_tokens, tokenize_prompts
+from clipstudy.models.heads import tokenize_prompts
+from clipstudy.models.text import class_embeddings
 
 
 @dataclass
@@ -85,7 +86,7 @@ def zero_shot_accuracy(
     clip.eval()
     tokens = tokenize_prompts(tokenizer, eval_set.classnames, templates).to(evaluator.device)
     with evaluator.autocast():
-        weights = class_embeddings_from_tokens(clip, tokens, len(eval_set.classnames))
+        weights = class_embeddings(clip, tokens, len(eval_set.classnames))
     correct = 0
     labels = test.labels.split(evaluator.batch_size)
     for images, batch_labels in zip(evaluator.batches(test.images), labels, strict=True):

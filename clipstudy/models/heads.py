@@ -8,8 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipstudy.models.text import class_embeddings
-
 
 class LinearHead(nn.Module):
     def __init__(self, dim: int, num_classes: int, dropout: float = 0.0, normalize: bool = False):
@@ -92,17 +90,3 @@ def tokenize_prompts(
     """Tokens of every (class, template) prompt, class-major: [C * T, context_length]."""
     prompts = [template.format(name) for name in classnames for template in templates]
     return tokenizer(prompts)
-
-
-def class_embeddings_from_tokens(
-    encoder: nn.Module | Callable[[torch.Tensor], torch.Tensor],
-    tokens: torch.Tensor,
-    num_classes: int,
-    chunk: int = 512,
-) -> torch.Tensor:
-    """CLIP's zero-shot weights: normalise each prompt embedding, average per class, normalise again.
-
-    Pass the CLIP model itself (not its `encode_text`) so that its prompts are cut to their longest
-    EOT position where that is exact (`clipstudy.models.text.encode_prompts`).
-    """
-    return class_embeddings(encoder, tokens, num_classes, chunk)

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from clipstudy.config import LoraConfig, ModelConfig
 from clipstudy.models import TINY_SIGLIP_ARCH, apply_lora, build_clip
-from clipstudy.models.heads import class_embeddings_from_tokens, tokenize_prompts
-from clipstudy.models.text import ClassPrompts, causal_text, encode_prompts
+from clipstudy.models.heads import tokenize_prompts
+from clipstudy.models.text import ClassPrompts, causal_text, class_embeddings, encode_prompts
 
 PROMPTS = [
     "a photo of a cat.",
@@ -90,8 +90,8 @@ def test_truncation_is_exact_with_text_lora_and_its_gradients_reach_every_weight
 def test_zero_shot_weights_equal_the_untruncated_ones(tiny):
     tokens = tokenize_prompts(tiny.tokenizer, CLASSES, TEMPLATES)
     with torch.no_grad():
-        old = class_embeddings_from_tokens(tiny.model.encode_text, tokens, len(CLASSES))  # a callable: as it is
-        new = class_embeddings_from_tokens(tiny.model, tokens, len(CLASSES), chunk=5)
+        old = class_embeddings(tiny.model.encode_text, tokens, len(CLASSES))  # a callable: as it is
+        new = class_embeddings(tiny.model, tokens, len(CLASSES), chunk=5)
     torch.testing.assert_close(new, old, rtol=0, atol=1e-5)
 
 
@@ -151,7 +151,7 @@ def test_first_and_all_and_evaluation(tiny):
     every = prompts(tiny, "all")
     assert every.step_tokens().shape == (len(CLASSES) * len(TEMPLATES), 77) and every.drawn is None
     with torch.no_grad():
-        ensemble = class_embeddings_from_tokens(tiny.model, every.all_tokens(), len(CLASSES))
+        ensemble = class_embeddings(tiny.model, every.all_tokens(), len(CLASSES))
         torch.testing.assert_close(first.embeddings(tiny.model, training=False), ensemble, rtol=0, atol=0)
         single = F.normalize(tiny.model.encode_text(first.tokens[:, 0]), dim=-1)
         torch.testing.assert_close(first.embeddings(tiny.model, training=True), single, rtol=0, atol=1e-5)
