@@ -100,6 +100,8 @@ class TrainConfig(Section):
     batch_size: Annotated[int, Field(gt=0)] = 128
     eval_batch_size: Annotated[int, Field(gt=0)] | None = None
     optimizer: Literal["adamw", "sgd"] = "adamw"
+    adam_eps: Annotated[float, Field(gt=0)] = 1e-8
+    """AdamW's eps. fp16 weights (`model.weights_dtype: fp16`) need at least 1e-6: 1e-8 is 0 in fp16."""
     lr: Annotated[float, Field(gt=0)] = 1e-3
     backbone_lr: Annotated[float, Field(ge=0)] | None = None
     """Learning rate of trainable backbone weights (full_ft); None = `lr`."""
@@ -191,13 +193,21 @@ class PromptsConfig(Section):
     custom: Annotated[list[str], Field(min_length=1), Unique] | None = None
     """Templates to use instead of the dataset's, each with one `{}` for the class name, e.g.
     `["a photo of a {}"]`; `templates` then picks among these."""
-    classnames: Annotated[list[str], Field(min_length=2)] | None = None
-    """Class names for the prompts instead of the dataset's, in label order (one per class), e.g. the
-    dataset's raw folder names."""
+    classnames: Literal["readable", "raw"] | Annotated[list[str], Field(min_length=2)] = "readable"
+    """The class names in the prompts: `readable` = the dataset's cleaned names ('aquarium fish');
+    `raw` = its names as stored (torchvision's `classes`, the folder names: 'aquarium_fish'); or a list,
+    one name per class in label order."""
     train_templates: Literal["sample", "first", "all"] = "sample"
     """Prompts a training step encodes when the text tower trains: `sample` = one template per class,
     drawn each step (seeded); `first` = the first template; `all` = every template (cost x templates).
     Evaluation always uses the whole set `templates` names."""
+
+    @field_validator("classnames", mode="before")
+    @classmethod
+    def _names_or_mode(cls, value: object) -> object:
+        if isinstance(value, str) and value not in ("readable", "raw"):
+            raise ValueError(f"got {value!r}: use 'readable', 'raw' or a list with one name per class")
+        return value
 
     @field_validator("custom")
     @classmethod

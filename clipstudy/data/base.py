@@ -79,6 +79,8 @@ class Source:
     train: AnySplit
     val: AnySplit | None = None
     test: AnySplit | None = None
+    raw_classnames: list[str] | None = None
+    """The names as the dataset stores them ('aquarium_fish'), when `classnames` cleaned them up."""
 
 
 @dataclass
@@ -93,6 +95,8 @@ class EvalSet:
     classnames: list[str]
     templates: list[str]
     test: AnySplit
+    raw_classnames: list[str] | None = None
+    """The names as the dataset stores them, when `classnames` cleaned them up (`prompts.classnames: raw`)."""
 
     def loaded(self) -> EvalSet:
         return dataclasses.replace(self, test=materialize(self.test))
@@ -112,6 +116,8 @@ class DataBundle:
     """Short hash of the split contents, labels, class names and name: a feature-cache key part."""
     new_classes: EvalSet | None = None
     """With `data.classes: base`, the test images and names of the new classes (labels 0..C_new-1)."""
+    raw_classnames: list[str] | None = None
+    """The names as the dataset stores them ('aquarium_fish'), when `classnames` cleaned them up."""
 
     @property
     def num_classes(self) -> int:
@@ -153,7 +159,7 @@ def load_dataset(cfg: DataConfig, image_size: int) -> DataBundle:
     from clipstudy.data.splits import base_new_classes, few_shot_indices
 
     source, (train, val, test) = _open(cfg, image_size)
-    classnames = source.classnames
+    classnames, raw = source.classnames, source.raw_classnames or source.classnames
     if cfg.shots is not None:
         seed = cfg.split_seed if cfg.shot_seed is None else cfg.shot_seed
         train = train.subset(few_shot_indices(train.labels, cfg.shots, seed, classnames))
@@ -165,9 +171,10 @@ def load_dataset(cfg: DataConfig, image_size: int) -> DataBundle:
         keep = base if cfg.classes == "base" else new
         if cfg.classes == "base":
             new_test = materialize(keep_classes(test, new))
-            new_classes = EvalSet(f"{cfg.name}/new", [classnames[c] for c in new], source.templates, new_test)
+            new_names, new_raw = [classnames[c] for c in new], [raw[c] for c in new]
+            new_classes = EvalSet(f"{cfg.name}/new", new_names, source.templates, new_test, new_raw)
         train, val, test = (keep_classes(split, keep) for split in (train, val, test))
-        classnames = [classnames[c] for c in keep]
+        classnames, raw = [classnames[c] for c in keep], [raw[c] for c in keep]
     train, val, test = (materialize(split) for split in (train, val, test))
     return DataBundle(
         name=cfg.name,
@@ -178,6 +185,7 @@ def load_dataset(cfg: DataConfig, image_size: int) -> DataBundle:
         test=test,
         fingerprint=fingerprint(cfg.name, classnames, (train, val, test)),
         new_classes=new_classes,
+        raw_classnames=raw,
     )
 
 
@@ -192,7 +200,7 @@ def open_eval_set(cfg: DataConfig, image_size: int, per_class: int | None = None
     source, (_, _, test) = _open(cfg, image_size)
     if per_class is not None:
         test = test.subset(few_shot_indices(test.labels, per_class, cfg.split_seed, source.classnames, False, "test"))
-    return EvalSet(cfg.name, source.classnames, source.templates, test)
+    return EvalSet(cfg.name, source.classnames, source.templates, test, source.raw_classnames)
 
 
 def keep_classes(split: AnySplit, classes: Sequence[int]) -> AnySplit:

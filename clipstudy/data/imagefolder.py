@@ -42,7 +42,8 @@ def load_imagefolder(cfg: DataConfig, image_size: int) -> Source:
             f"(root/<class>/*.jpg) or of train/ val/ test/ folders of class folders"
         )
     found = read_class_folders(root, cfg.image_size or image_size, "imagefolder")
-    return Source([humanize(c) for c in found.classes], list(GENERIC_TEMPLATES), found.train, found.val, found.test)
+    names, raw = [humanize(c) for c in found.classes], list(found.classes)
+    return Source(names, list(GENERIC_TEMPLATES), found.train, found.val, found.test, raw_classnames=raw)
 
 
 def read_class_folders(root: Path, size: int, dataset: str) -> FolderSplits:

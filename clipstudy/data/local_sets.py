@@ -40,7 +40,7 @@ def load_ucf101(cfg: DataConfig, image_size: int) -> Source:
     if test is None:
         train, test = _official_split(train)
     names = [ucf_classname(c) for c in found.classes]
-    return Source(names, list(UCF_TEMPLATES), train, found.val, test)
+    return Source(names, list(UCF_TEMPLATES), train, found.val, test, raw_classnames=list(found.classes))
 
 
 def ucf_classname(folder: str) -> str:

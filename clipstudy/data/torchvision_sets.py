@@ -98,6 +98,7 @@ def _cifar(cfg: DataConfig, name: str) -> Source:
         templates=list(CIFAR_TEMPLATES),
         train=_split(train.data, train.targets),
         test=_split(test.data, test.targets),
+        raw_classnames=list(train.classes),
     )
 
 
@@ -168,7 +169,7 @@ def load_dtd(cfg: DataConfig, image_size: int) -> Source:
     parts = _parts(cfg, "dtd", "dtd", DTD, ("train", "val", "test"), partition=1)
     classes = _same_classes("dtd", [d.classes for d in parts])
     splits = [_files(cfg, image_size, "dtd", d._image_files, d._labels) for d in parts]
-    return Source([humanize(c) for c in classes], list(DTD_TEMPLATES), *splits)
+    return Source([humanize(c) for c in classes], list(DTD_TEMPLATES), *splits, raw_classnames=list(classes))
 
 
 @register_dataset("food101", origin="download")
@@ -178,7 +179,7 @@ def load_food101(cfg: DataConfig, image_size: int) -> Source:
     parts = _parts(cfg, "food101", "food-101", Food101, ("train", "test"))
     classes = _same_classes("food101", [d.classes for d in parts])
     train, test = (_files(cfg, image_size, "food101", d._image_files, d._labels) for d in parts)
-    return Source([humanize(c) for c in classes], list(FOOD_TEMPLATES), train, test=test)
+    return Source([humanize(c) for c in classes], list(FOOD_TEMPLATES), train, test=test, raw_classnames=list(classes))
 
 
 @register_dataset("oxford_pets", origin="download")
@@ -199,7 +200,8 @@ def load_eurosat(cfg: DataConfig, image_size: int) -> Source:
     data = open_torchvision(cfg, "eurosat", "eurosat", lambda download: EuroSAT(root, download=download))
     files, labels = _unzip(data.samples)
     names = [EUROSAT_NAMES.get(c, humanize(c)) for c in data.classes]
-    return Source(names, list(EUROSAT_TEMPLATES), _files(cfg, image_size, "eurosat", files, labels))
+    split = _files(cfg, image_size, "eurosat", files, labels)
+    return Source(names, list(EUROSAT_TEMPLATES), split, raw_classnames=list(data.classes))
 
 
 @register_dataset("caltech101", origin="download")
@@ -217,7 +219,8 @@ def load_caltech101(cfg: DataConfig, image_size: int) -> Source:
             files.append(folder / data.categories[label] / f"image_{index:04d}.jpg")
             labels.append(relabel[label])
     names = [humanize(CALTECH_NAMES.get(c, c)) for c in kept]
-    return Source(names, list(CALTECH_TEMPLATES), _files(cfg, image_size, "caltech101", files, labels))
+    split = _files(cfg, image_size, "caltech101", files, labels)
+    return Source(names, list(CALTECH_TEMPLATES), split, raw_classnames=kept)
 
 
 @register_dataset("sun397", origin="download")
@@ -227,7 +230,8 @@ def load_sun397(cfg: DataConfig, image_size: int) -> Source:
     root = os.path.expanduser(cfg.root)
     data = open_torchvision(cfg, "sun397", "SUN397", lambda download: SUN397(root, download=download))
     names = [humanize(c.replace("/", " ")) for c in data.classes]  # 'apartment_building/outdoor'
-    return Source(names, list(SUN_TEMPLATES), _files(cfg, image_size, "sun397", data._image_files, data._labels))
+    split = _files(cfg, image_size, "sun397", data._image_files, data._labels)
+    return Source(names, list(SUN_TEMPLATES), split, raw_classnames=list(data.classes))
 
 
 @register_dataset("stanford_cars", origin="local")

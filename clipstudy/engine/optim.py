@@ -16,7 +16,7 @@ def build_optimizer(groups: list[ParamGroup], cfg: TrainConfig, device: torch.de
     params = [g.as_torch() for g in groups]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
-    return torch.optim.AdamW(params, lr=cfg.lr, fused=device.type == "cuda")
+    return torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.adam_eps, fused=device.type == "cuda")
 
 
 def schedule_units_per_epoch(cfg: TrainConfig, steps_per_epoch: int) -> int:

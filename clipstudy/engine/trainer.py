@@ -137,7 +137,8 @@ class Trainer:
 
     def _check_fp16_weights(self) -> None:
         """Fail fast where fp16 weights that train cannot: torch's fp16 loss scaler refuses to unscale fp16
-        gradients, and AdamW's eps (1e-8) rounds to 0 in fp16, so every zero gradient divides 0 by 0."""
+        gradients, and an AdamW eps below fp16's smallest step (6e-8; the default 1e-8) rounds to 0 there,
+        so every gradient whose square underflows divides by 0 (inf or NaN weights at the first step)."""
         trains_fp16 = any(p.requires_grad and p.dtype == torch.float16 for p in self.model.parameters())
         if self.optimizer is None or not trains_fp16:
             return
@@ -147,11 +148,12 @@ class Trainer:
                 "gradients of fp16 weights; set train.precision: fp32 (the fp16 weights then compute in fp16, as "
                 "OpenAI's clip.load does) or bf16, or model.weights_dtype: bf16 or fp32"
             )
-        if self.cfg.train.optimizer == "adamw":
+        eps = self.cfg.train.adam_eps
+        if self.cfg.train.optimizer == "adamw" and torch.tensor(eps, dtype=torch.float16).item() == 0:
             raise ConfigError(
-                "model.weights_dtype: fp16 with train.optimizer: adamw: AdamW's eps (1e-8) is 0 in fp16, so fp16 "
-                "weights with a zero gradient become NaN at the first step; use model.weights_dtype: bf16, or "
-                "train.optimizer: sgd"
+                f"model.weights_dtype: fp16 with train.optimizer: adamw and train.adam_eps {eps:g}: that eps is 0 "
+                "in fp16, so fp16 weights whose squared gradient underflows become inf or NaN at the first step; "
+                "set train.adam_eps: 1.0e-6, or model.weights_dtype: bf16, or train.optimizer: sgd"
             )
 
     # ----- data -------------------------------------------------------------------------------

@@ -87,13 +87,16 @@ def prompt_templates(cfg: TrialConfig, dataset_templates: list[str]) -> list[str
 def prompt_classnames(cfg: TrialConfig, data: DataBundle) -> tuple[list[str], list[str] | None]:
     """(the trial's classes, base-to-new's new classes or None) as the prompts name them.
 
-    `prompts.classnames` replaces the dataset's names: one per class of the trial, in label order, or,
-    with `data.classes: base`, one per class of the whole dataset (the base classes, then the new ones).
+    `prompts.classnames`: `readable` keeps the dataset's cleaned names, `raw` takes them as the dataset
+    stores them; a list replaces them: one per class of the trial, in label order, or, with
+    `data.classes: base`, one per class of the whole dataset (the base classes, then the new ones).
     """
-    new = None if data.new_classes is None else list(data.new_classes.classnames)
     names = cfg.prompts.classnames
-    if names is None:
-        return list(data.classnames), new
+    if isinstance(names, str):
+        new_set = data.new_classes
+        new = None if new_set is None else _names_of(new_set.classnames, new_set.raw_classnames, names)
+        return _names_of(data.classnames, data.raw_classnames, names), new
+    new = None if data.new_classes is None else list(data.new_classes.classnames)
     count = data.num_classes
     if len(names) == count:
         return list(names), new
@@ -106,6 +109,11 @@ def prompt_classnames(cfg: TrialConfig, data: DataBundle) -> tuple[list[str], li
         f"prompts.classnames lists {len(names)} names, but data.name '{cfg.data.name}' has {classes}: give one "
         "name per class, in label order, or leave prompts.classnames unset to use the dataset's names"
     )
+
+
+def _names_of(readable: list[str], raw: list[str] | None, which: str) -> list[str]:
+    """`which` ('readable' or 'raw') of a dataset's names; a dataset whose names need no cleaning has no raw list."""
+    return list(raw if which == "raw" and raw is not None else readable)
 
 
 def _text_user(cfg: TrialConfig) -> str:
@@ -183,6 +191,7 @@ TRAINING_READS = (
     "train.weight_decay",
     "train.decay_norms_and_biases",
     "train.momentum",
+    "train.adam_eps",
     "train.scheduler",
     "train.warmup_epochs",
     "train.t0_epochs",

@@ -48,11 +48,19 @@ def test_token_keep_ratio_is_a_share():
         ({"lora.towers": []}, "at least 1 item"),
         ({"eval.retention": ["dtd", "dtd"]}, "entries must be unique"),
         ({"augment.erasing_scale": [0.5, 0.1]}, "low must not exceed high"),
+        ({"prompts.classnames": "rawx"}, "use 'readable', 'raw' or a list with one name per class"),
+        ({"prompts.classnames": ["only one"]}, "at least 2 items"),
     ],
 )
 def test_list_and_range_fields_are_checked(flat, expected):
     with pytest.raises(ValidationError, match=expected):
         validate(flat)
+
+
+def test_prompt_classnames_are_a_mode_or_a_list():
+    assert validate({}).prompts.classnames == "readable"
+    assert validate({"prompts.classnames": "raw"}).prompts.classnames == "raw"
+    assert validate({"prompts.classnames": ["cat", "dog"]}).prompts.classnames == ["cat", "dog"]
 
 
 def test_names_are_any_string_to_the_schema_alone():

@@ -89,6 +89,7 @@ def test_bundle_contract(offline_config):
     assert isinstance(bundle, DataBundle) and bundle.name == offline_config.name
     assert bundle.num_classes == len(bundle.classnames) >= 2
     assert all("_" not in name for name in bundle.classnames)
+    assert len(bundle.raw_classnames) == bundle.num_classes  # as stored, for `prompts.classnames: raw`
     assert bundle.templates and all("{}" in t for t in bundle.templates)
     assert isinstance(bundle.fingerprint, str) and len(bundle.fingerprint) >= 8
     for split in (bundle.train, bundle.val, bundle.test):
@@ -160,6 +161,7 @@ def test_cifar_arrays_become_chw(tmp_path, monkeypatch):
     assert bundle.train.images.shape[1:] == (3, 32, 32)  # stays 32 px whatever the model size
     assert len(bundle.test) == 10 and len(bundle.train) + len(bundle.val) == 100
     assert bundle.classnames[0] == "class 0" and len(bundle.templates) == 18
+    assert bundle.raw_classnames[0] == "class_0"  # torchvision's `classes`, as stored
 
 
 def test_imagefolder_decodes_to_size_and_names_classes(tmp_path):
@@ -167,6 +169,7 @@ def test_imagefolder_decodes_to_size_and_names_classes(tmp_path):
     bundle = load_dataset(DataConfig(name="imagefolder", root=str(root)), IMAGE_SIZE)
     assert bundle.train.images.shape[1:] == (3, IMAGE_SIZE, IMAGE_SIZE)
     assert bundle.classnames == ["blue thing", "green thing", "red thing"]
+    assert bundle.raw_classnames == ["blue_thing", "green_thing", "red_thing"]
     sized = load_dataset(DataConfig(name="imagefolder", root=str(root), image_size=16), IMAGE_SIZE)
     assert sized.train.images.shape[-2:] == (16, 16) and sized.fingerprint != bundle.fingerprint
     # the colour survives decoding: class 'red thing' (label 2) is red

@@ -207,10 +207,18 @@ def test_fp16_weights_that_train_refuse_the_fp16_gradient_scaler(tiny_config):
         ConfigError, match=r"model.weights_dtype: fp16 with train.precision: fp16.*train.precision: fp32"
     ):
         Trainer(tiny_config("full_ft", model__weights_dtype="fp16", train__precision="fp16"))
-    with pytest.raises(ConfigError, match=r"fp16 with train.optimizer: adamw: AdamW's eps .*train.optimizer: sgd"):
+    with pytest.raises(ConfigError, match=r"fp16 with train.optimizer: adamw and train.adam_eps 1e-08: .*1.0e-6"):
         Trainer(tiny_config("full_ft", model__weights_dtype="fp16"))
     lora = Trainer(tiny_config("lora", model__weights_dtype="fp16", train__precision="fp16"))  # fp32 adapters: fine
     assert lora.scaler.is_enabled()
+
+
+def test_fp16_weights_train_with_adamw_once_its_eps_is_an_fp16_number(tiny_config):
+    trainer = Trainer(tiny_config("full_ft", model__weights_dtype="fp16", train__adam_eps=1e-6, train__lr=1e-4))
+    assert trainer.optimizer.param_groups[0]["eps"] == 1e-6
+    history = trainer.fit().history
+    assert all(math.isfinite(value) for value in history[1].values())
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 
 def test_fp16_weights_train_with_sgd_on_cpu(tiny_config):

@@ -67,6 +67,29 @@ def test_base_to_new_takes_the_trial_classes_or_the_whole_dataset(tiny_config):
         prompt_classnames(wrong.cfg, wrong.data)
 
 
+def test_raw_classnames_are_the_names_as_the_dataset_stores_them(tiny_config, tmp_path):
+    from tests.data.test_datasets import make_imagefolder
+
+    folder = {"data__name": "imagefolder", "data__root": str(make_imagefolder(tmp_path / "images", per_class=10))}
+    readable = context(tiny_config("zero_shot", prompts__custom=["a photo of a {}"], **folder))
+    raw = context(tiny_config("zero_shot", prompts__custom=["a photo of a {}"], prompts__classnames="raw", **folder))
+    assert readable.classnames == ["blue thing", "green thing", "red thing"]
+    assert raw.classnames == ["blue_thing", "green_thing", "red_thing"]
+    assert prompt_texts(raw)[0] == "a photo of a blue_thing"
+    assert not torch.equal(raw.prompt_tokens().all_tokens(), readable.prompt_tokens().all_tokens())
+
+
+def test_raw_classnames_name_the_new_classes_of_base_to_new_too(tiny_config, tmp_path):
+    from tests.data.test_datasets import make_imagefolder
+
+    root = make_imagefolder(tmp_path / "images", per_class=10, classes=("a_b", "c_d", "e_f", "g_h"))
+    base = {"data__name": "imagefolder", "data__root": str(root), "data__classes": "base"}
+    ctx = context(tiny_config("zero_shot", prompts__classnames="raw", **base))
+    assert prompt_classnames(ctx.cfg, ctx.data) == (["a_b", "c_d"], ["e_f", "g_h"])
+    synthetic = context(tiny_config("zero_shot", prompts__classnames="raw"))  # names stored readable: the same
+    assert synthetic.classnames == ["class 0", "class 1", "class 2", "class 3"]
+
+
 @pytest.mark.parametrize(("mode", "rows"), [("sample", 4), ("first", 4), ("all", 12)])
 def test_the_train_templates_mode_and_seed_reach_the_prompts(mode, rows, tiny_config):
     ctx = context(tiny_config("zero_shot", prompts__custom=CUSTOM, prompts__train_templates=mode, train__seed=7))
