@@ -306,9 +306,19 @@ def ui(
 ) -> None:
     """Start the MLflow UI on the studies' tracking store and print its address (Ctrl-C stops it)."""
     try:
-        from clipstudy.analysis.ui import resolve_target, start_ui
+        from clipstudy.analysis.ui import interrupted_by_stop_signals
     except ImportError as error:
         raise missing_extra("clipstudy ui", error) from None
+    with interrupted_by_stop_signals():  # `kill` and a closed terminal stop the server as Ctrl-C does
+        code = _serve_ui(study, host, port, workdir)
+    if code:
+        raise typer.Exit(1)
+
+
+def _serve_ui(study: str | None, host: str, port: int, workdir: Path) -> int:
+    """Start the UI, print where it is and wait for it; the server's exit code (0 when stopped by a signal)."""
+    from clipstudy.analysis.ui import resolve_target, start_ui
+
     try:
         target = resolve_target(study, workdir)
         console.print(
@@ -317,19 +327,19 @@ def ui(
         server = start_ui(target, host, port)
     except ClipstudyError as error:
         raise fail(error) from None
+    except KeyboardInterrupt:
+        return 0  # stopped while starting: start_ui has stopped the server
     with server:
         console.print(f"MLflow UI: {server.address}", soft_wrap=True, markup=False)
         if server.study_url:
             console.print(f"study '{target.study}': {server.study_url}", soft_wrap=True, markup=False)
         if server.process is None:
-            return  # the tracking server serves the UI itself
+            return 0  # the tracking server serves the UI itself
         console.print("Ctrl-C stops it", highlight=False)
         try:
-            code = server.wait()
+            return server.wait()
         except KeyboardInterrupt:
-            return
-    if code:
-        raise typer.Exit(1)
+            return 0
 
 
 def main() -> None:

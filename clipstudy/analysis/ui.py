@@ -17,9 +17,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,6 +171,32 @@ def start_ui(
         server.stop()
         raise
     return server
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""What stops `clipstudy ui` besides Ctrl-C: a plain `kill`, a closed terminal or SSH session."""
+
+
+@contextlib.contextmanager
+def interrupted_by_stop_signals() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise KeyboardInterrupt as Ctrl-C does, so the same path (`UiServer`'s
+    `with`, `start_ui`'s cleanup) stops the MLflow server, which runs in a session of its own and so gets
+    neither signal from the terminal. Only the main thread can set handlers; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        for other in STOP_SIGNALS:  # once: a second `kill` must not cut the server's shutdown short
+            signal.signal(other, signal.SIG_IGN)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _study_url(address: str, target: UiTarget) -> str | None:

@@ -53,17 +53,18 @@ class FileSplit:
         files = [self.files[i] for i in indices.tolist()]
         return FileSplit(files, self.labels[indices].contiguous(), self.size, self.dataset)
 
-    def decode(self) -> Split:
+    def decode(self, interpolation: str = "bicubic") -> Split:
         from clipstudy.data.decode import decode_images
 
-        return Split(decode_images(self.files, self.size, self.dataset), self.labels)
+        return Split(decode_images(self.files, self.size, self.dataset, interpolation), self.labels)
 
 
 AnySplit = Split | FileSplit
 
 
-def materialize(split: AnySplit) -> Split:
-    return split.decode() if isinstance(split, FileSplit) else split
+def materialize(split: AnySplit, interpolation: str = "bicubic") -> Split:
+    """The decoded images of `split`; files are resized with `interpolation` (the model's)."""
+    return split.decode(interpolation) if isinstance(split, FileSplit) else split
 
 
 @dataclass
@@ -98,8 +99,8 @@ class EvalSet:
     raw_classnames: list[str] | None = None
     """The names as the dataset stores them, when `classnames` cleaned them up (`prompts.classnames: raw`)."""
 
-    def loaded(self) -> EvalSet:
-        return dataclasses.replace(self, test=materialize(self.test))
+    def loaded(self, interpolation: str = "bicubic") -> EvalSet:
+        return dataclasses.replace(self, test=materialize(self.test, interpolation))
 
 
 @dataclass
@@ -149,12 +150,17 @@ def dataset_origin(name: str) -> Origin:
     return _ORIGINS[name]
 
 
-def load_dataset(cfg: DataConfig, image_size: int) -> DataBundle:
+def load_dataset(
+    cfg: DataConfig, image_size: int, interpolation: str = "bicubic", decode_train: bool = True
+) -> DataBundle:
     """Split `cfg.name` (seeded by `cfg.split_seed` only), apply the few-shot draw (`data.shots`, seeded
     by `data.shot_seed`) and the class selection (`data.classes`), and decode what remains once.
 
     `image_size` is the model's input resolution: the decode size of datasets whose images vary in
-    size when `cfg.image_size` is None. Fixed-size datasets (CIFAR 32 px, digits 8 px) stay as stored.
+    size when `cfg.image_size` is None, resized with `interpolation` (the model's resampling, so that a
+    model whose preprocessing is bilinear sees bilinear pixels). Fixed-size datasets (CIFAR 32 px, digits
+    8 px) stay as stored. Without `decode_train` (a method that does not train: zero-shot) the train
+    split is drawn as usual but left empty, its files never read.
     """
     from clipstudy.data.splits import base_new_classes, few_shot_indices
 
@@ -170,12 +176,13 @@ def load_dataset(cfg: DataConfig, image_size: int) -> DataBundle:
         base, new = base_new_classes(len(classnames), cfg.name)
         keep = base if cfg.classes == "base" else new
         if cfg.classes == "base":
-            new_test = materialize(keep_classes(test, new))
+            new_test = materialize(keep_classes(test, new), interpolation)
             new_names, new_raw = [classnames[c] for c in new], [raw[c] for c in new]
             new_classes = EvalSet(f"{cfg.name}/new", new_names, source.templates, new_test, new_raw)
         train, val, test = (keep_classes(split, keep) for split in (train, val, test))
         classnames, raw = [classnames[c] for c in keep], [raw[c] for c in keep]
-    train, val, test = (materialize(split) for split in (train, val, test))
+    train = materialize(train, interpolation) if decode_train else _unread(train)
+    val, test = (materialize(split, interpolation) for split in (val, test))
     return DataBundle(
         name=cfg.name,
         classnames=classnames,
@@ -225,6 +232,13 @@ def _open(cfg: DataConfig, image_size: int) -> tuple[Source, tuple[AnySplit, Any
         rest, held = stratified_holdout(train.labels, cfg.val_fraction, cfg.split_seed, "validation")
         train, val = train.subset(rest), train.subset(held)
     return source, (train, val, test)
+
+
+def _unread(split: AnySplit) -> Split:
+    """An empty split shaped like `split`'s images, for a split no one reads."""
+    if isinstance(split, Split):
+        return split.subset(torch.empty(0, dtype=torch.int64))
+    return Split(torch.empty((0, 3, split.size, split.size), dtype=torch.uint8), torch.empty(0, dtype=torch.int64))
 
 
 def fingerprint(name: str, classnames: list[str], splits: tuple[Split, ...]) -> str:

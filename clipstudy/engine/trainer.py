@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from clipstudy.config import TrialConfig
 from clipstudy.data import DataBundle, load_dataset
 from clipstudy.data.augment import MixBatch, build_eval_transform, build_train_transform, resolve_interpolation
+from clipstudy.data.base import fingerprint
 from clipstudy.data.feature_cache import FeatureCache
 from clipstudy.engine.evaluator import Evaluator
 from clipstudy.engine.metrics import evaluate_predictions
@@ -98,9 +99,11 @@ class Trainer:
         self.autocast_dtype = resolve_precision(cfg.train.precision, self.device)
         seed_everything(cfg.train.seed)
         self.built = build_model(cfg.model, self.device)
-        self.data: DataBundle = load_dataset(cfg.data, self.built.image_size)
-        self.transfer = open_transfer_sets(cfg, self.data, self.built.image_size)  # new classes, retention sets
+        self.resampling = resolve_interpolation(cfg.model.interpolation, self.built.interpolation)
+        size = self.built.image_size
         self.method = METHODS.get(cfg.method)()
+        self.data: DataBundle = load_dataset(cfg.data, size, self.resampling, decode_train=self.method.trains)
+        self.transfer = open_transfer_sets(cfg, self.data, size, self.resampling)  # new classes, retention sets
         ctx = BuildContext(cfg, self.built, self.data, self.device)
         self.objective = build_objective(self.method, ctx)  # first: a distillation teacher copies the original
         self.model = self.method.build(ctx).to(self.device)
@@ -109,14 +112,15 @@ class Trainer:
         self.wise_origin = self.method.ensemble_origin(self.model) if cfg.wise.enabled and self.method.trains else None
         self.trainable_params, self.total_params = self.model.param_counts()
         self.cached = uses_cached_features(self.method, cfg)
-        size, mean, std = self.built.image_size, self.built.mean, self.built.std
-        resampling = resolve_interpolation(cfg.model.interpolation, self.built.interpolation)
+        mean, std, resampling = self.built.mean, self.built.std, self.resampling
         self.train_transform = build_train_transform(cfg.augment, size, mean, std, resampling).to(self.device)
         self.eval_transform = build_eval_transform(size, mean, std, resampling).to(self.device)
         eval_batch_size = cfg.train.eval_batch_size or 2 * cfg.train.batch_size
         self.evaluator = Evaluator(self.device, self.eval_transform, eval_batch_size, self.autocast_dtype)
         self.mix = MixBatch(cfg.augment, self.data.num_classes)
-        self.sources = {name: self._source(name) for name in ("train", "val", "test")}
+        # a method that does not train (zero-shot) never reads the train split: not decoded, not encoded
+        splits = ("train", "val", "test") if self.method.trains else ("val", "test")
+        self.sources = {name: self._source(name) for name in splits}
         self.num_epochs = self._num_epochs()
         self.epoch = 0
         self.history: list[dict[str, float]] = []
@@ -176,15 +180,21 @@ class Trainer:
             images = images.to(self.device)
         return images, data.labels.to(images.device)
 
-    def _features(self, split: str) -> torch.Tensor:
-        cfg = self.cfg
+    def feature_key(self, split: str) -> dict[str, Any]:
+        """What the cached features of `split` depend on: the weights and how they are built (activation),
+        the split's pixels, how they reach the model (resolution, resampling, mean/std) and the precision
+        they are computed in. Any difference is another entry, never a wrong reuse."""
+        cfg, built = self.cfg, self.built
         key = {
             "arch": cfg.model.arch,
             "pretrained": cfg.model.pretrained,
-            "data": self.data.fingerprint,
+            "data": fingerprint(self.data.name, self.data.classnames, (getattr(self.data, split),)),
             "split": split,
-            "resolution": self.built.image_size,
-            "kind": "image_features/v1",
+            "resolution": built.image_size,
+            "preprocess": {"mean": list(built.mean), "std": list(built.std), "interpolation": self.resampling},
+            "activation": built.describe()["model.activation"],
+            "precision": PRECISION_NAMES[self.autocast_dtype],
+            "kind": "image_features/v2",
         }
         if cfg.model.weights_dtype != "fp32":
             key["weights_dtype"] = cfg.model.weights_dtype
@@ -193,6 +203,10 @@ class Trainer:
         elif os.path.isfile(cfg.model.pretrained):
             stat = os.stat(cfg.model.pretrained)
             key["weights_file"] = [stat.st_size, stat.st_mtime_ns]
+        return key
+
+    def _features(self, split: str) -> torch.Tensor:
+        cfg, key = self.cfg, self.feature_key(split)
 
         def compute() -> torch.Tensor:
             self.model.eval()

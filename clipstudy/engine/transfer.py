@@ -44,6 +44,8 @@ class TransferSets:
 
     new_classes: EvalSet | None = None
     retention: list[EvalSet] = field(default_factory=list)
+    interpolation: str = "bicubic"
+    """How retention images are decoded: the model's resampling, as the trial's own."""
 
 
 def harmonic_mean(base: float, new: float) -> float:
@@ -51,7 +53,9 @@ def harmonic_mean(base: float, new: float) -> float:
     return 2 * base * new / (base + new) if base + new else 0.0
 
 
-def open_transfer_sets(cfg: TrialConfig, data: DataBundle, image_size: int) -> TransferSets:
+def open_transfer_sets(
+    cfg: TrialConfig, data: DataBundle, image_size: int, interpolation: str = "bicubic"
+) -> TransferSets:
     """The new classes of `data` and every retention dataset, opened (so checked) before training: a
     missing retention dataset fails the trial at once, not after its last epoch. Retention datasets are
     read like `data.name` (same data.root, download, split seed) and decoded only when evaluated.
@@ -66,7 +70,7 @@ def open_transfer_sets(cfg: TrialConfig, data: DataBundle, image_size: int) -> T
     if new_classes is not None:
         names = prompt_classnames(cfg, data)[1]
         new_classes = replace(new_classes, classnames=names, templates=cfg.prompts.custom or new_classes.templates)
-    return TransferSets(new_classes, retention)
+    return TransferSets(new_classes, retention, interpolation)
 
 
 @torch.no_grad()
@@ -131,7 +135,7 @@ def transfer_metrics(
     if sets.retention:
         untouched = original_clip(cfg, evaluator.device)
         for eval_set in sets.retention:
-            loaded = eval_set.loaded()
+            loaded = eval_set.loaded(sets.interpolation)
             acc, zs_acc = accuracy(clip, loaded), accuracy(untouched, loaded)
             prefix = f"retention/{eval_set.name}"
             metrics.update({f"{prefix}/acc": acc, f"{prefix}/zs_acc": zs_acc, f"{prefix}/delta": acc - zs_acc})

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 from typer.testing import CliRunner
 
@@ -149,3 +155,42 @@ def test_ui_refuses_a_port_in_use_before_starting_anything(tmp_path, monkeypatch
         port = busy.getsockname()[1]
         with pytest.raises(ConfigError, match=rf"127\.0\.0\.1:{port} .*--port"):
             ui.start_ui(ui.UiTarget(f"sqlite:///{tmp_path / 'mlflow.db'}"), "127.0.0.1", port)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: signal.Signals(s).name)
+def test_a_plain_kill_or_a_closed_terminal_stops_the_server_too(signum, study_store, tmp_path):
+    """The server runs in its own session (so Ctrl-C reaches only the CLI, which stops it): a `kill` of the CLI
+    or a hang-up must stop it the same way, or it keeps the port."""
+    port = _free_port()
+    command = [sys.executable, "-m", "clipstudy.cli", "ui", "--workdir", str(study_store), "--port", str(port)]
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    cli = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + ui.START_TIMEOUT_S
+        while not ui._answers(f"http://127.0.0.1:{port}/health"):
+            assert cli.poll() is None and time.monotonic() < deadline, cli.communicate(timeout=5)[0].decode()
+            time.sleep(0.5)
+        server = psutil.Process(cli.pid).children(recursive=True)
+        assert server, "the MLflow server is not a child of the CLI"
+        cli.send_signal(signum)
+        output = cli.communicate(timeout=60)[0].decode()
+        _, alive = psutil.wait_procs(server, timeout=10)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+        for process in server:  # whatever a failed run left, so that it holds no port
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+    assert cli.returncode == 0, output
+    assert not alive, f"still running after {signal.Signals(signum).name}: {alive}"
+    assert not ui._answers(f"http://127.0.0.1:{port}/health")
+    ui._check_port_free("127.0.0.1", port)  # the port is free again
+
+
+def test_stop_signals_raise_keyboard_interrupt_once_and_only_within_the_block():
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"), ui.interrupted_by_stop_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises here
+    assert signal.getsignal(signal.SIGTERM) is before and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN

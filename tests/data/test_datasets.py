@@ -336,3 +336,36 @@ def test_imagenet_needs_its_1000_class_folders(tmp_path):
     with pytest.raises(DataError, match="2 class folders, not the 1000") as error:
         load_dataset(DataConfig(name="imagenet", root=str(tmp_path)), IMAGE_SIZE)
     assert "image-net.org" in str(error.value)
+
+
+def test_image_files_are_resized_with_the_models_interpolation(tmp_path):
+    from PIL import ImageOps
+
+    root = make_imagefolder(tmp_path / "images", per_class=6)
+    cfg = DataConfig(name="imagefolder", root=str(root))
+    bicubic, bilinear = (load_dataset(cfg, IMAGE_SIZE, mode) for mode in ("bicubic", "bilinear"))
+    assert bicubic.fingerprint != bilinear.fingerprint
+    first = sorted(root.glob("*/*.png"))[0]
+    with Image.open(first) as image:
+        expected = np.asarray(ImageOps.fit(image.convert("RGB"), (IMAGE_SIZE,) * 2, Image.Resampling.BILINEAR))
+    decoded = {
+        row.permute(1, 2, 0).numpy().tobytes()
+        for split in (bilinear.train, bilinear.val, bilinear.test)
+        for row in split.images
+    }
+    assert expected.tobytes() in decoded
+
+
+def test_a_split_no_one_trains_on_is_left_undecoded(tmp_path, monkeypatch):
+    import clipstudy.data.decode as decode
+
+    root = make_imagefolder(tmp_path / "images", per_class=10)
+    cfg = DataConfig(name="imagefolder", root=str(root))
+    decoded: list[int] = []
+    real = decode.decode_images
+    monkeypatch.setattr(decode, "decode_images", lambda files, *args: decoded.append(len(files)) or real(files, *args))
+    full = load_dataset(cfg, IMAGE_SIZE)
+    evaluated = load_dataset(cfg, IMAGE_SIZE, decode_train=False)
+    assert len(evaluated.train) == 0 and evaluated.train.images.shape[1:] == (3, IMAGE_SIZE, IMAGE_SIZE)
+    assert decoded == [len(full.train), len(full.val), len(full.test), len(full.val), len(full.test)]
+    assert torch.equal(evaluated.test.images, full.test.images) and torch.equal(evaluated.val.labels, full.val.labels)

@@ -64,3 +64,29 @@ def test_logreg_needs_fixed_features_and_a_linear_head(tiny_config):
         Trainer(tiny_config("linear_probe", probe__solver="logreg", head__kind="mlp"))
     with pytest.raises(ConfigError, match="augmentation off"):
         Trainer(tiny_config("linear_probe", probe__solver="logreg", augment__hflip=0.5))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"train__precision": "bf16"},
+        {"model__interpolation": "bilinear"},
+        {"model__weights_dtype": "bf16"},
+        {"train__seed": 1},  # random weights: another init
+    ],
+    ids=lambda change: next(iter(change)),
+)
+def test_features_computed_another_way_are_another_cache_entry(change, tiny_config):
+    """bf16 features must not be reused by an fp32 run, nor bicubic ones by a bilinear run."""
+    base = Trainer(tiny_config("linear_probe"))
+    other = Trainer(tiny_config("linear_probe", **change))
+    assert base.feature_key("val") != other.feature_key("val")
+    if "train__precision" in change:  # why it matters: bf16 features are not the fp32 ones
+        assert not torch.equal(base.sources["val"][0], other.sources["val"][0])
+
+
+def test_the_feature_key_names_precision_and_preprocessing(tiny_config):
+    trainer = Trainer(tiny_config("linear_probe", model__interpolation="bilinear"))
+    key = trainer.feature_key("test")
+    assert key["precision"] == "fp32" and key["preprocess"]["interpolation"] == "bilinear"
+    assert key["preprocess"]["mean"] == list(trainer.built.mean) and key["activation"] in ("gelu", "quick_gelu")

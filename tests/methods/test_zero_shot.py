@@ -1,6 +1,7 @@
 import torch
 import torch.nn.functional as F
 
+import clipstudy.engine.trainer as trainer_module
 from clipstudy.engine import Trainer
 
 
@@ -33,3 +34,25 @@ def test_zero_shot_runs_epoch_zero_only(tiny_config):
     result = Trainer(tiny_config("zero_shot", train__epochs=5)).fit()
     assert [h["epoch"] for h in result.history] == [0]
     assert result.metrics["best_epoch"] == 0
+
+
+def test_zero_shot_neither_decodes_nor_encodes_the_train_split(tiny_config, monkeypatch):
+    encoded: list[int] = []
+    encode = trainer_module.Evaluator.encode
+    monkeypatch.setattr(
+        trainer_module.Evaluator,
+        "encode",
+        lambda self, fn, images: encoded.append(len(images)) or encode(self, fn, images),
+    )
+    trainer = Trainer(tiny_config("zero_shot"))
+    assert set(trainer.sources) == {"val", "test"} and len(trainer.data.train) == 0
+    assert encoded == [len(trainer.data.val), len(trainer.data.test)]
+    assert trainer.fit().metrics["test/acc"] >= 0
+
+
+def test_zero_shot_and_a_linear_probe_share_their_evaluation_features(tiny_config):
+    zero_shot = Trainer(tiny_config("zero_shot"))
+    probe = Trainer(tiny_config("linear_probe"))
+    for split in ("val", "test"):
+        assert zero_shot.feature_key(split) == probe.feature_key(split)
+        torch.testing.assert_close(zero_shot.sources[split][0], probe.sources[split][0], rtol=0, atol=0)
