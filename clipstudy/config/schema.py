@@ -92,7 +92,8 @@ class LoraConfig(Section):
     towers: Annotated[list[Tower], Field(min_length=1), Unique] = Field(default_factory=lambda: ["vision"])
     init: Literal["default", "gaussian"] = "default"
     """Adapter initialisation, peft's `init_lora_weights`: default = A Kaiming-uniform, gaussian = A drawn
-    from N(0, 1/r) (LoRA's paper, seed 003); B starts at zero either way, so training starts from W0."""
+    from a normal with std 1/r (peft's; LoRA's paper and seed 003 draw A Gaussian). B starts at zero
+    either way, so training starts from W0."""
 
 
 class TrainConfig(Section):

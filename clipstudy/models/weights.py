@@ -238,7 +238,7 @@ def hub_cached(repo_id: str, filename: str, cache_dir: str | None) -> bool:
 def hub_hint(repo_id: str) -> str:
     """How to get a Hub repo's files onto a machine without internet."""
     return (
-        f"on a machine with internet run `huggingface-cli download {repo_id}` and copy its Hugging Face cache "
+        f"on a machine with internet run `hf download {repo_id}` and copy its Hugging Face cache "
         "(~/.cache/huggingface, or $HF_HOME) here"
     )
 

@@ -168,7 +168,7 @@ def _assert_fast_tokenizer_error(tmp_path, match: str) -> None:
     assert time.perf_counter() - start < 5
     message = str(info.value)
     assert "'timm/ViT-B-16-SigLIP'" in message and "ViT-B-16-SigLIP" in message
-    assert "huggingface-cli download timm/ViT-B-16-SigLIP" in message
+    assert "hf download timm/ViT-B-16-SigLIP" in message
 
 
 def test_uncached_siglip_tokenizer_fails_fast_offline(monkeypatch, tmp_path):
@@ -187,6 +187,6 @@ def test_hf_text_tower_fails_fast_offline(monkeypatch):
     if weights_module.hub_cached("roberta-base", "config.json", None):
         pytest.skip("roberta-base is in the Hugging Face cache here")
     start = time.perf_counter()
-    with pytest.raises(ModelError, match=r"'roberta-base'.*huggingface-cli download roberta-base"):
+    with pytest.raises(ModelError, match=r"'roberta-base'.*hf download roberta-base"):
         build_clip(ModelConfig(arch="roberta-ViT-B-32"))
     assert time.perf_counter() - start < 5
