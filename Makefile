@@ -30,16 +30,16 @@ browser:
 PARALLEL := -n 3 --dist loadfile --no-loadscope-reorder --durations=15
 
 test: install browser
-	$(RUN) ruff check clipstudy tests bench
+	$(RUN) ruff check clipstudy tests bench tools
 	$(RUN) pytest $(PARALLEL)
 
 # The inner loop: everything but the tests marked slow (the Ray studies, multi-process and learning runs).
 test-fast: install
-	$(RUN) ruff check clipstudy tests bench
+	$(RUN) ruff check clipstudy tests bench tools
 	$(RUN) pytest -m "not slow" -n 2
 
 lint: install
-	$(RUN) ruff check clipstudy tests bench
+	$(RUN) ruff check clipstudy tests bench tools
 
 bench: install
 	$(RUN) python bench/train_throughput.py

@@ -21,6 +21,7 @@ def test_ls_lists_registries():
     assert {"ViT-B-32", "clipstudy-tiny", "clipstudy-tiny-siglip", "torchvision/resnet50"} <= set(models.output.split())
     lines = {line.split()[0]: line.split()[1:] for line in models.output.splitlines()}
     assert lines["ViT-B-16-SigLIP"] == ["siglip", "webli"]
+    assert lines["clipstudy-micro"] == ["clip", "synthetic"]  # pretrained offline, shipped with the package
     assert lines["torchvision/resnet50"] == ["image-only", "imagenet,", "IMAGENET1K_V1,", "IMAGENET1K_V2"]
 
 
@@ -44,8 +45,8 @@ def test_dry_run_prints_config_and_trainable_params(tmp_path):
     assert result.exit_code == 0, result.output
     assert "trainable_params: " in result.output
     trainable = int(result.output.split("trainable_params: ")[1].split()[0])
-    # tiny model: 2 vision blocks x (q, v) x r(64 + 64) + linear head 64*10 + 10
-    assert trainable == 2 * 2 * 4 * 128 + 650
+    # clipstudy-micro: 4 vision blocks x (q, v) x r(96 + 96) + linear head 64*10 + 10
+    assert trainable == 4 * 2 * 4 * 192 + 650
     assert "r: 4" in result.output
 
 

@@ -84,7 +84,8 @@ def arm_table(record: StudyRecord, metric: str = "val/acc", mode: str = "max") -
     counts = status_counts(trials)
     compute = trial_compute(record)
     rows = []
-    for arm, members in trials.groupby(ARM_COLUMN, sort=True):
+    for arm in study_order(trials):
+        members = trials[trials[ARM_COLUMN] == arm]
         row = best.loc[arm] if arm in best.index else None
         run_id = row["run_id"] if row is not None else None
         spent = compute.loc[members.run_id]
@@ -114,6 +115,15 @@ def arm_table(record: StudyRecord, metric: str = "val/acc", mode: str = "max") -
             }
         )
     return pd.DataFrame(rows, columns=ARM_COLUMNS)
+
+
+def study_order(trials: pd.DataFrame) -> list[str]:
+    """The arms in the order the study ran them (its file's order: arms run one after another), by their first
+    trial's start; by name where start times are missing."""
+    if "start_time" not in trials or trials.start_time.isna().all():
+        return sorted(trials[ARM_COLUMN].dropna().unique())
+    first = trials.groupby(ARM_COLUMN).start_time.min()
+    return sorted(first.index, key=lambda arm: (pd.isna(first[arm]), first[arm], arm))
 
 
 def runs_on(row: pd.Series | None) -> str:

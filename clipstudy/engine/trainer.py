@@ -200,9 +200,9 @@ class Trainer:
             key["weights_dtype"] = cfg.model.weights_dtype
         if cfg.model.pretrained == "none":
             key["init_seed"] = cfg.train.seed
-        elif os.path.isfile(cfg.model.pretrained):
-            stat = os.stat(cfg.model.pretrained)
-            key["weights_file"] = [stat.st_size, stat.st_mtime_ns]
+        elif built.checkpoint is not None and os.path.isfile(built.checkpoint):  # a tag's weights can change too:
+            stat = os.stat(built.checkpoint)  # a packaged file on reinstall, a re-downloaded one
+            key["weights_file"] = [built.checkpoint, stat.st_size, stat.st_mtime_ns]
         return key
 
     def _features(self, split: str) -> torch.Tensor:

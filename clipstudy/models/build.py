@@ -24,6 +24,7 @@ from clipstudy.models.names import (
     PACKAGED_CONFIG_DIR,
     is_torchvision,
     list_architectures,
+    packaged_tags,
     torchvision_architectures,
 )
 from clipstudy.models.torchvision_backbones import build_torchvision, torchvision_tags
@@ -39,7 +40,7 @@ def describe_architectures() -> list[tuple[str, str, list[str]]]:
     rows = []
     for arch in open_clip.list_models():
         kind = "siglip" if open_clip.get_model_config(arch).get("init_logit_bias") is not None else "clip"
-        rows.append((arch, kind, open_clip.list_pretrained_tags_by_model(arch)))
+        rows.append((arch, kind, open_clip.list_pretrained_tags_by_model(arch) + packaged_tags(arch)))
     rows += [(arch, "image-only", torchvision_tags(arch)) for arch in torchvision_architectures()]
     return rows
 
@@ -106,6 +107,7 @@ def build_clip(cfg: ModelConfig, device: str | torch.device = "cpu") -> BuiltMod
         interpolation=str(preprocess.get("interpolation", "bicubic")),
         resize_mode=str(preprocess.get("resize_mode", "shortest")),
         build_source=source.origin,
+        checkpoint=source.checkpoint,
     )
 
 

@@ -29,6 +29,9 @@ class BuiltModel:
     """How the model's own preprocessing fits an image to its input (open_clip's `shortest`, `longest`, `squash`)."""
     build_source: str = ""
     """What the activation and preprocessing were read from: a tag, an `open_clip_config.json`, ..."""
+    checkpoint: str | None = None
+    """The weights file the model was loaded from (a tag's cached download, a local or packaged file); None for
+    random weights or weights a library fetched itself (torchvision's)."""
 
     @property
     def has_text(self) -> bool:

@@ -15,9 +15,26 @@ from pathlib import Path
 
 TINY_ARCH = "clipstudy-tiny"
 TINY_SIGLIP_ARCH = "clipstudy-tiny-siglip"
-PACKAGED_ARCHS = (TINY_ARCH, TINY_SIGLIP_ARCH)
+MICRO_ARCH = "clipstudy-micro"
+PACKAGED_ARCHS = (TINY_ARCH, TINY_SIGLIP_ARCH, MICRO_ARCH)
 """Offline architectures shipped in `model_configs/`; they tokenize with CLIP's bundled BPE tokenizer."""
 PACKAGED_CONFIG_DIR = Path(__file__).parent / "model_configs"
+PACKAGED_WEIGHTS_DIR = Path(__file__).parent / "pretrained"
+PACKAGED_WEIGHTS = {MICRO_ARCH: {"synthetic": PACKAGED_WEIGHTS_DIR / "clipstudy-micro-synthetic"}}
+"""Pretrained tags whose weights ship with the package: a folder in open_clip's Hub layout
+(`open_clip_model.safetensors` beside `open_clip_config.json`), loaded as any local checkpoint is."""
+WEIGHTS_FILE = "open_clip_model.safetensors"
+
+
+def packaged_checkpoint(arch: str, tag: str) -> Path | None:
+    """The weights file of a packaged tag (`clipstudy-micro`, `synthetic`), or None if `tag` is not one."""
+    folder = PACKAGED_WEIGHTS.get(arch, {}).get(tag)
+    return None if folder is None else folder / WEIGHTS_FILE
+
+
+def packaged_tags(arch: str) -> list[str]:
+    return sorted(PACKAGED_WEIGHTS.get(arch, {}))
+
 
 TORCHVISION_PREFIX = "torchvision/"
 TORCHVISION_FAMILIES = ("resnet", "resnext", "wide_resnet")

@@ -31,6 +31,7 @@ from open_clip.constants import HF_CONFIG_NAME, HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS
 from open_clip.transform import PreprocessCfg, merge_preprocess_dict
 
 from clipstudy.errors import ModelError
+from clipstudy.models.names import packaged_checkpoint, packaged_tags
 
 _PROBE_TIMEOUT_S = 3.0
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".npz", ".ckpt")
@@ -64,6 +65,14 @@ def resolve_weights(
     """
     if pretrained.strip().lower() in ("", "none"):
         return _tag_source(arch, pretrained_tag, None) if pretrained_tag else _arch_source(arch, None)
+    packaged = packaged_checkpoint(arch, pretrained)
+    if packaged is not None:
+        if not packaged.is_file():
+            raise ModelError(
+                f"'{arch}' tag '{pretrained}' ships with clipstudy, but {packaged} is missing: reinstall clipstudy, "
+                f"or recreate it with `python tools/pretrain_micro_clip.py`"
+            )
+        return _file_source(arch, packaged, pretrained_tag)
     path = Path(pretrained).expanduser()
     if path.is_file():
         return _file_source(arch, path, pretrained_tag)
@@ -204,7 +213,7 @@ def _preprocess_overrides(cfg: dict) -> dict[str, Any]:
 
 
 def _valid_tags(arch: str) -> str:
-    tags = open_clip.list_pretrained_tags_by_model(arch)
+    tags = open_clip.list_pretrained_tags_by_model(arch) + packaged_tags(arch)
     return ", ".join(tags) if tags else "(none: this architecture has no published weights)"
 
 

@@ -28,6 +28,10 @@ def test_each_arm_is_represented_by_its_val_best_trial_never_the_test_best(recor
     assert table.loc["zs", "method"] == "zero_shot"
 
 
+def test_arms_are_listed_in_the_order_the_study_ran_them(record):
+    assert list(arm_table(record).arm) == ["probe", "lora", "zs"]  # the study's order, not the alphabet's
+
+
 def test_epoch_one_costs_and_parameter_share_come_from_the_best_trial(record):
     table = arm_table(record).set_index("arm")
     probe, lora, zs = table.loc["probe"], table.loc["lora"], table.loc["zs"]

@@ -68,7 +68,7 @@ def offline_config(request, tmp_path, monkeypatch, fake_dataset) -> DataConfig:
     """A DataConfig that loads the dataset without a network; a new dataset must be added here or, for a
     file layout, to the makers in tests/data/conftest.py."""
     name = request.param
-    if name == "digits":
+    if name in ("digits", "shapes"):
         return DataConfig(name=name)
     if name == "synthetic":
         return DataConfig(name=name, num_classes=5, samples_per_class=12, image_size=16)

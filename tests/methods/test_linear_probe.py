@@ -90,3 +90,19 @@ def test_the_feature_key_names_precision_and_preprocessing(tiny_config):
     key = trainer.feature_key("test")
     assert key["precision"] == "fp32" and key["preprocess"]["interpolation"] == "bilinear"
     assert key["preprocess"]["mean"] == list(trainer.built.mean) and key["activation"] in ("gelu", "quick_gelu")
+
+
+def test_features_of_a_weights_file_are_keyed_by_the_file_the_tag_or_path_resolved_to(tiny_config, tmp_path):
+    """New weights under the same name (a packaged tag after reinstall, a file overwritten) are another entry."""
+    import os
+
+    from safetensors.torch import save_file
+
+    path = tmp_path / "weights.safetensors"
+    import open_clip
+
+    save_file({k: v.contiguous() for k, v in open_clip.create_model("clipstudy-tiny").state_dict().items()}, path)
+    first = Trainer(tiny_config("linear_probe", model__pretrained=str(path))).feature_key("val")
+    assert first["weights_file"][0] == str(path)
+    os.utime(path, ns=(1, 1))
+    assert Trainer(tiny_config("linear_probe", model__pretrained=str(path))).feature_key("val") != first

@@ -245,3 +245,22 @@ def test_offline_hint_from_a_url_names_the_tag():
         in hint
     )
     assert "`model.pretrained: ~/clip-weights/ViT-B-32-openai/ViT-B-32.pt` with `model.pretrained_tag: openai`" in hint
+
+
+def test_a_packaged_tag_resolves_to_its_folder_like_any_local_file():
+    from clipstudy.models.names import MICRO_ARCH, PACKAGED_WEIGHTS, WEIGHTS_FILE
+
+    folder = PACKAGED_WEIGHTS[MICRO_ARCH]["synthetic"]
+    source = resolve_weights(MICRO_ARCH, "synthetic", None)
+    assert source.checkpoint == str(folder / WEIGHTS_FILE) and source.origin == str(folder / "open_clip_config.json")
+    assert source.preprocess["mean"] == list(OPENAI_MEAN) and not source.quick_gelu
+    with pytest.raises(ModelError, match=r"valid tags: synthetic"):
+        resolve_weights(MICRO_ARCH, "openai", None)
+
+
+def test_a_missing_packaged_file_says_how_to_get_it_back(monkeypatch, tmp_path):
+    from clipstudy.models import names
+
+    monkeypatch.setitem(names.PACKAGED_WEIGHTS, names.MICRO_ARCH, {"synthetic": tmp_path / "gone"})
+    with pytest.raises(ModelError, match=r"ships with clipstudy, but .*gone.* reinstall.*pretrain_micro_clip"):
+        resolve_weights(names.MICRO_ARCH, "synthetic", None)

@@ -19,8 +19,10 @@ def test_shipped_studies_validate(path):
 def test_quickstart_has_the_four_arms():
     study = load_study(Path(__file__).parents[2] / "studies" / "quickstart.yaml")
     assert [a.name for a in study.arms] == ["zero_shot", "linear_probe", "full_ft", "lora"]
-    assert {study.arm_config(a).model.arch for a in study.arms} == {"clipstudy-tiny"}
-    assert {study.arm_config(a).data.name for a in study.arms} == {"digits"}
+    configs = [study.arm_config(a) for a in study.arms]
+    assert {(c.model.arch, c.model.pretrained) for c in configs} == {("clipstudy-micro", "synthetic")}
+    assert {c.data.name for c in configs} == {"digits"} and {tuple(c.eval.retention) for c in configs} == {("shapes",)}
+    assert [c.wise.enabled for c in configs] == [False, False, True, False]  # full FT's WiSE-FT curve
 
 
 def write(tmp_path, content) -> Path:
