@@ -29,3 +29,12 @@ def status_counts(trials: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=list(STATUSES))
     counts = trials.groupby([ARM_COLUMN, STATUS_COLUMN]).size().unstack(fill_value=0)
     return counts.reindex(columns=list(STATUSES), fill_value=0)
+
+
+def study_order(trials: pd.DataFrame) -> list[str]:
+    """The arms in the order the study ran them (its file's order: arms run one after another), by their first
+    trial's start; by name where start times are missing."""
+    if "start_time" not in trials or trials.start_time.isna().all():
+        return sorted(trials[ARM_COLUMN].dropna().unique())
+    first = trials.groupby(ARM_COLUMN).start_time.min()
+    return sorted(first.index, key=lambda arm: (pd.isna(first[arm]), first[arm], arm))

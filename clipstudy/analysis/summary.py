@@ -6,7 +6,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from clipstudy.analysis.selection import best_trials, status_counts
+from clipstudy.analysis.selection import best_trials, status_counts, study_order
 from clipstudy.tracking.schema import METHOD_COLUMN, STATUSES
 
 
@@ -40,7 +40,7 @@ def print_summary(
         "failed",
         title="best trial per arm (selected on validation)",
     )
-    for arm in counts.index:
+    for arm in study_order(trials):
         row = best.loc[arm] if arm in best.index else None
         cells = ["n/a"] * 4
         if row is not None:

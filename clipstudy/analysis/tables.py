@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from clipstudy.analysis.load import StudyRecord
-from clipstudy.analysis.selection import best_trials, status_counts
+from clipstudy.analysis.selection import best_trials, status_counts, study_order
 from clipstudy.tracking.schema import (
     ARM_COLUMN,
     METHOD_COLUMN,
@@ -115,15 +115,6 @@ def arm_table(record: StudyRecord, metric: str = "val/acc", mode: str = "max") -
             }
         )
     return pd.DataFrame(rows, columns=ARM_COLUMNS)
-
-
-def study_order(trials: pd.DataFrame) -> list[str]:
-    """The arms in the order the study ran them (its file's order: arms run one after another), by their first
-    trial's start; by name where start times are missing."""
-    if "start_time" not in trials or trials.start_time.isna().all():
-        return sorted(trials[ARM_COLUMN].dropna().unique())
-    first = trials.groupby(ARM_COLUMN).start_time.min()
-    return sorted(first.index, key=lambda arm: (pd.isna(first[arm]), first[arm], arm))
 
 
 def runs_on(row: pd.Series | None) -> str:

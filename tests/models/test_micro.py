@@ -7,6 +7,7 @@ is a second task no arm trains on, for retention and base-to-new.
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import pytest
 import torch
@@ -62,13 +63,20 @@ def test_a_text_initialised_head_starts_at_zero_shot_accuracy(micro):
 @pytest.mark.slow
 def test_full_fine_tuning_forgets_more_than_lora_and_wise_ft_gets_some_back(micro):
     retention = {"eval__retention": ["shapes"], "wise__alphas": [0.0, 0.5, 1.0]}
-    full = Trainer(micro("full_ft", train__backbone_lr=3e-3, head__kind="text", wise__enabled=True, **retention)).fit()
+    trainer = Trainer(micro("full_ft", train__backbone_lr=3e-3, head__kind="text", wise__enabled=True, **retention))
+    full = trainer.fit()
     lora = Trainer(micro("lora", train__lr=3e-3, head__kind="text", **retention)).fit()
     full_delta, lora_delta = full.metrics["retention/shapes/delta"], lora.metrics["retention/shapes/delta"]
     assert full_delta < -0.1 and full_delta < lora_delta  # forgetting, measured
     assert full.metrics["retention/shapes/zs_acc"] > 3 * (1 / 8)
-    curve = dict(full.curves["wise/test_acc"])
-    assert curve[50] > curve[100]  # the interpolated weights hold on to more than the fine-tuned ones
+    # WiSE-FT: halfway between the original and the fine-tuned weights keeps more of `shapes` than α = 1
+    set_alpha = partial(trainer.method.set_ensemble, trainer.model, trainer.wise_origin, full.weights)
+    retained = {}
+    for alpha in (0.5, 1.0):
+        set_alpha(alpha)
+        retained[alpha] = trainer._transfer_metrics(0.0)["retention/shapes/acc"]
+    assert retained[1.0] == pytest.approx(full.metrics["retention/shapes/acc"])
+    assert retained[0.5] > retained[1.0] + 0.05
 
 
 def test_base_to_new_new_classes_are_recognised_zero_shot(micro):
