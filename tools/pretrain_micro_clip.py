@@ -36,8 +36,8 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.loss import ClipLoss
 from safetensors.torch import save_file
 
-import clipstudy.models.build  # noqa: F401  (registers the packaged architectures with open_clip)
 from clipstudy.data import rendered
+from clipstudy.models.build import make_tokenizer  # importing it registers the packaged architectures
 from clipstudy.models.names import MICRO_ARCH, PACKAGED_WEIGHTS, WEIGHTS_FILE
 from clipstudy.models.text import encode_prompts
 
@@ -99,9 +99,7 @@ def train(args: argparse.Namespace) -> dict:
     print(f"rendered {len(images)} + {len(held_images)} held-out images in {render_s:.0f} s", flush=True)
 
     model = open_clip.create_model(MICRO_ARCH, pretrained=None)
-    tokenizer = open_clip.SimpleTokenizer(
-        context_length=open_clip.get_model_config(MICRO_ARCH)["text_cfg"]["context_length"]
-    )
+    tokenizer = make_tokenizer(MICRO_ARCH)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     optimizer = torch.optim.AdamW(

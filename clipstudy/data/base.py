@@ -114,7 +114,10 @@ class DataBundle:
     val: Split
     test: Split
     fingerprint: str
-    """Short hash of the split contents, labels, class names and name: a feature-cache key part."""
+    """Short hash of the split contents, labels, class names and name."""
+    split_fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)
+    """The same per split ('train', 'val', 'test'): a feature-cache key part, so that trials that read the
+    same val/test share their features whatever their train split (zero-shot leaves it empty)."""
     new_classes: EvalSet | None = None
     """With `data.classes: base`, the test images and names of the new classes (labels 0..C_new-1)."""
     raw_classnames: list[str] | None = None
@@ -183,6 +186,8 @@ def load_dataset(
         classnames, raw = [classnames[c] for c in keep], [raw[c] for c in keep]
     train = materialize(train, interpolation) if decode_train else _unread(train)
     val, test = (materialize(split, interpolation) for split in (val, test))
+    splits = {"train": train, "val": val, "test": test}
+    parts = {name: fingerprint(cfg.name, classnames, (split,)) for name, split in splits.items()}
     return DataBundle(
         name=cfg.name,
         classnames=classnames,
@@ -190,7 +195,8 @@ def load_dataset(
         train=train,
         val=val,
         test=test,
-        fingerprint=fingerprint(cfg.name, classnames, (train, val, test)),
+        fingerprint=_combined(parts),
+        split_fingerprints=parts,
         new_classes=new_classes,
         raw_classnames=raw,
     )
@@ -250,6 +256,11 @@ def fingerprint(name: str, classnames: list[str], splits: tuple[Split, ...]) -> 
             digest.update(str((tuple(tensor.shape), str(tensor.dtype))).encode())
             digest.update(tensor.contiguous().numpy().data)
     return digest.hexdigest()
+
+
+def _combined(parts: dict[str, str]) -> str:
+    """One hash of the splits' hashes (each split's pixels are hashed once)."""
+    return hashlib.blake2b("|".join(parts[name] for name in sorted(parts)).encode(), digest_size=8).hexdigest()
 
 
 def _check(name: str, source: Source) -> None:

@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from clipstudy.config import TrialConfig
 from clipstudy.data import DataBundle, load_dataset
 from clipstudy.data.augment import MixBatch, build_eval_transform, build_train_transform, resolve_interpolation
-from clipstudy.data.base import fingerprint
 from clipstudy.data.feature_cache import FeatureCache
 from clipstudy.engine.evaluator import Evaluator
 from clipstudy.engine.metrics import evaluate_predictions
@@ -188,7 +187,7 @@ class Trainer:
         key = {
             "arch": cfg.model.arch,
             "pretrained": cfg.model.pretrained,
-            "data": fingerprint(self.data.name, self.data.classnames, (getattr(self.data, split),)),
+            "data": self.data.split_fingerprints[split],
             "split": split,
             "resolution": built.image_size,
             "preprocess": {"mean": list(built.mean), "std": list(built.std), "interpolation": self.resampling},
