@@ -10,7 +10,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 # workers must use this environment's python instead (it has the study extra: ray, mlflow, optuna).
 export RAY_ENABLE_UV_RUN_RUNTIME_ENV := 0
 
-.PHONY: install uv browser demo test test-fast lint bench
+.PHONY: install uv browser demo test test-fast lint bench gpu-check
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -45,3 +45,7 @@ bench: install
 	$(RUN) python bench/train_throughput.py
 	$(RUN) python bench/augment_throughput.py
 	$(RUN) python bench/feature_cache.py
+
+# The one GPU check (bench/gpu_check.py): on a GPU machine see its docstring; here it runs in smoke mode.
+gpu-check: install
+	$(RUN) python bench/gpu_check.py --out gpu_check

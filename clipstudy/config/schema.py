@@ -140,6 +140,20 @@ class TrainConfig(Section):
     device: str = "auto"
     select: Literal["best", "last"] = "best"
     """Which epoch's weights are tested: the best on validation, or the last."""
+    compile: bool = False
+    """torch.compile every transformer block of the towers in place (regional compilation: one compiled graph
+    serves all the blocks of a tower, and the weights keep their names). Pays on a GPU over long trials; the
+    first steps of a trial, and of its evaluation, wait for compilation (tens of seconds)."""
+    fused_optimizer: bool | None = None
+    """AdamW's fused kernel (one launch updates every parameter); None = on a GPU, off on CPU. The same
+    updates, up to rounding."""
+    attention: Literal["auto", "math"] = "auto"
+    """scaled_dot_product_attention's kernels: auto = flash or memory-efficient where the inputs allow (no
+    mask in the vision tower); math = the reference implementation, slower, for debugging."""
+    prefetch: Annotated[int, Field(ge=0)] = 2
+    """Batches gathered ahead in background threads, into pinned memory, and copied to the GPU on a side
+    stream, when a split streams from host memory (too large to be held on the GPU); 0 = gather and copy
+    inside the step."""
 
 
 class AugmentConfig(Section):

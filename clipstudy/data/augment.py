@@ -12,8 +12,15 @@ normalised, on the same device. The train transform runs, in this order:
 
 The per-image torchvision pipeline of the original study upsamples first and runs every op at 224 px;
 doing the work before the one upsampling gives the same kinds of variation for a fraction of the cost
-(see docs/benchmarks.md). Random parameters are drawn by kornia's samplers from torch's global
-RNG, so seeding it (the engine does, per epoch) reproduces a batch exactly.
+(see docs/benchmarks.md). Random parameters are drawn by kornia's samplers (the flips by one Bernoulli
+draw) from torch's global CPU RNG, so seeding it (the engine does, per epoch) reproduces a batch exactly.
+
+On a GPU nothing here waits for the device: the drawn parameters travel with non-blocking copies and
+are handed to kornia (`aug(x, params=...)`), so its ops find them on the device instead of copying them
+there with a blocking copy, which synchronises the host with the GPU (measured: 6 waits a step, a third
+of a LoRA step on an H200, bench/gpu_check.py). Kept on the host: what kornia reads in Python (the
+jitter's op order, the input shape, which samples apply), and the flip is a `torch.where` over a mask
+rather than kornia's boolean indexing, which waits for the device to count the selected rows.
 
 Resampling uses the kernels with antialiasing of `F.interpolate(mode=..., antialias=True)` (PIL's):
 bicubic (open_clip's CLIP preprocessing) or bilinear (torchvision's `Resize` default), identical to it
@@ -144,28 +151,50 @@ class TrainTransform(nn.Module):
     ):
         super().__init__()
         self.size, self.interpolation = size, interpolation
+        self.hflip = cfg.hflip
         pre: list[nn.Module] = []
-        if cfg.hflip:
-            pre.append(K.RandomHorizontalFlip(p=cfg.hflip))
         if cfg.color_jitter or cfg.hue:
             jitter = cfg.color_jitter
             pre.append(K.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=cfg.hue, p=1.0))
         if cfg.rotation or cfg.translate:
             translate = (cfg.translate, cfg.translate) if cfg.translate else None
             pre.append(K.RandomAffine(degrees=cfg.rotation, translate=translate, resample="bilinear", p=1.0))
-        self.pre = nn.Sequential(*pre)
+        self.pre = nn.ModuleList(pre)
         self.normalize = Normalize(mean, std)
         self.crop = K.RandomResizedCrop((size, size), scale=cfg.crop_scale) if cfg.crop_scale else None
         self.erase = K.RandomErasing(p=cfg.erasing, scale=cfg.erasing_scale) if cfg.erasing else None
 
+    def samplers(self) -> list[nn.Module]:
+        """The kornia augmentations whose samplers draw this transform's random parameters."""
+        return [op for op in (*self.pre, self.crop, self.erase) if op is not None]
+
+    def _apply(self, fn, *args, **kwargs):
+        """Moving the transform to a GPU (`.to(device)`) moves kornia's samplers with it, which then draw on the
+        GPU and check their draws in Python: four host waits per op and batch (measured on an H200). They
+        draw on the CPU instead (so the CPU RNG seeds them on any device); the parameters travel, non-blocking."""
+        out = super()._apply(fn, *args, **kwargs)
+        for op in self.samplers():
+            op.set_rng_device_and_dtype(torch.device("cpu"), torch.float32)
+        return out
+
     def forward(self, x: Tensor) -> Tensor:
-        x = self.normalize(self.pre(x.float().div_(255.0)))
+        x = x.float().div_(255.0)
+        if self.hflip:
+            x = self._flip(x)
+        for op in self.pre:
+            x = op(x, params=_to_device(op.forward_parameters(x.shape), x.device))
+        x = self.normalize(x)
         x = resize(x, self.size, self.interpolation) if self.crop is None else self._random_crop(x)
         return x if self.erase is None else self._erase(x)
 
+    def _flip(self, x: Tensor) -> Tensor:
+        """Each image mirrored with probability `hflip`: one Bernoulli draw per image, one `where`."""
+        flip = torch.bernoulli(torch.full((len(x),), float(self.hflip))).bool()
+        return torch.where(flip.to(x.device, non_blocking=True)[:, None, None, None], x.flip(-1), x)
+
     def _random_crop(self, x: Tensor) -> Tensor:
         """kornia samples the boxes (as torchvision's RandomResizedCrop does); the resampling is ours."""
-        corners = self.crop.forward_parameters(x.shape)["src"].to(x.device)  # [B, 4, (x, y)], inclusive
+        corners = self.crop.forward_parameters(x.shape)["src"].to(x.device, non_blocking=True)  # [B, 4, (x, y)]
         left, top = corners[:, 0, 0], corners[:, 0, 1]
         width = corners[:, 2, 0] - left + 1
         height = corners[:, 2, 1] - top + 1
@@ -173,7 +202,7 @@ class TrainTransform(nn.Module):
 
     def _erase(self, x: Tensor) -> Tensor:
         """kornia samples the rectangles; one masked fill applies them to the whole batch."""
-        params = {k: v.to(x.device) for k, v in self.erase.forward_parameters(x.shape).items()}
+        params = {k: v.to(x.device, non_blocking=True) for k, v in self.erase.forward_parameters(x.shape).items()}
         rows = torch.arange(x.shape[-2], device=x.device)
         cols = torch.arange(x.shape[-1], device=x.device)
         ys, xs = params["ys"][:, None], params["xs"][:, None]
@@ -181,6 +210,15 @@ class TrainTransform(nn.Module):
         in_cols = (cols >= xs) & (cols < xs + params["widths"][:, None])
         mask = in_rows[:, :, None] & in_cols[:, None, :] & params["batch_prob"].bool()[:, None, None]
         return x.masked_fill_(mask[:, None], 0.0)
+
+
+HOST_PARAMS = frozenset({"batch_prob", "order", "forward_input_shape"})
+"""kornia parameters read in Python (which samples apply, the jitter's op order, the input shape): on the host."""
+
+
+def _to_device(params: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    """kornia's drawn parameters on `device` by non-blocking copies, but for those it reads on the host."""
+    return {k: v if k in HOST_PARAMS else v.to(device, non_blocking=True) for k, v in params.items()}
 
 
 def build_train_transform(

@@ -1,9 +1,10 @@
 """Running a model over a split for evaluation: in order, a batch at a time, on the trial's device, under its
-autocast.
+autocast and attention kernels.
 
 The trainer owns one `Evaluator`: it predicts validation and test with it (the WiSE-FT curve too, through
 `Trainer.predict`), encodes the features a frozen backbone caches, and hands it to the transfer evaluation
-(base-to-new, retention), so every evaluation of a trial batches, transforms and casts alike.
+(base-to-new, retention), so every evaluation of a trial batches, transforms and casts alike. A split held
+in host memory streams to the GPU through `BatchStream` (gathered ahead, pinned, copied on a side stream).
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ from dataclasses import dataclass
 
 import torch
 
-from clipstudy.engine.runtime import autocast
+from clipstudy.engine.runtime import compute
+from clipstudy.engine.streaming import BatchStream, in_order
 
 Model = Callable[[torch.Tensor], torch.Tensor]
+OFFLOAD_BYTES = 256 << 20
+"""`encode` moves features to the host in chunks of about this size: one wait for the GPU per chunk, not
+per batch, and a split's features still need not fit on the device."""
 
 
 @dataclass(frozen=True)
@@ -29,15 +34,19 @@ class Evaluator:
     batch_size: int
     autocast_dtype: torch.dtype | None = None
     """None: fp32, no autocast."""
+    attention: str = "auto"
+    """`train.attention`."""
+    prefetch: int = 2
+    """`train.prefetch`: batches gathered ahead when `inputs` streams from host memory."""
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        return autocast(self.device, self.autocast_dtype)
+        return compute(self.device, self.autocast_dtype, self.attention)
 
     def batches(self, inputs: torch.Tensor, images: bool = True) -> Iterator[torch.Tensor]:
         """`inputs` in order, `batch_size` rows at a time, on the device: images through the eval transform,
         precomputed features (`images=False`) as they are."""
-        for start in range(0, len(inputs), self.batch_size):
-            batch = inputs[start : start + self.batch_size].to(self.device, non_blocking=True)
+        stream = BatchStream(inputs, self.device, self.prefetch)
+        for batch in stream(in_order(len(inputs), self.batch_size)):
             yield self.transform(batch) if images else batch
 
     @torch.no_grad()
@@ -51,10 +60,16 @@ class Evaluator:
 
     @torch.no_grad()
     def encode(self, model: Model, images: torch.Tensor) -> torch.Tensor:
-        """`model` of every batch of images, as float32, concatenated on the CPU: features to cache, moved off
-        the device batch by batch so a split's features need not fit on it."""
-        outputs = []
+        """`model` of every batch of images, as float32, concatenated on the CPU: features to cache."""
+        chunks, pending, size = [], [], 0
         for batch in self.batches(images):
             with self.autocast():
-                outputs.append(model(batch).float().cpu())
-        return torch.cat(outputs)
+                features = model(batch).float()
+            pending.append(features)
+            size += features.numel() * features.element_size()
+            if size >= OFFLOAD_BYTES:
+                chunks.append(torch.cat(pending).cpu())
+                pending, size = [], 0
+        if pending:
+            chunks.append(torch.cat(pending).cpu())
+        return torch.cat(chunks)

@@ -16,7 +16,8 @@ def build_optimizer(groups: list[ParamGroup], cfg: TrainConfig, device: torch.de
     params = [g.as_torch() for g in groups]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
-    return torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.adam_eps, fused=device.type == "cuda")
+    fused = device.type == "cuda" if cfg.fused_optimizer is None else cfg.fused_optimizer
+    return torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.adam_eps, fused=fused)
 
 
 def schedule_units_per_epoch(cfg: TrainConfig, steps_per_epoch: int) -> int:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from clipstudy.errors import ConfigError
 
@@ -54,6 +55,21 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
+
+
+def attention_kernels(name: str) -> contextlib.AbstractContextManager:
+    """`train.attention`: auto lets scaled_dot_product_attention pick flash or memory-efficient kernels where
+    the inputs allow; math restricts it to the reference implementation."""
+    if name == "math":
+        return sdpa_kernel(SDPBackend.MATH)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def compute(device: torch.device, dtype: torch.dtype | None, attention: str = "auto"):
+    """Where a forward pass runs: under the trial's autocast and attention kernels."""
+    with autocast(device, dtype), attention_kernels(attention):
+        yield
 
 
 def hold_weights_in(backbone: nn.Module, name: str) -> None:

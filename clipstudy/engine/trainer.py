@@ -28,12 +28,13 @@ from clipstudy.config import TrialConfig
 from clipstudy.data import DataBundle, load_dataset
 from clipstudy.data.augment import MixBatch, build_eval_transform, build_train_transform, resolve_interpolation
 from clipstudy.data.feature_cache import FeatureCache
+from clipstudy.engine.compilation import compile_towers
 from clipstudy.engine.evaluator import Evaluator
 from clipstudy.engine.metrics import evaluate_predictions
 from clipstudy.engine.optim import build_optimizer, build_scheduler
 from clipstudy.engine.runtime import (
     PRECISION_NAMES,
-    autocast,
+    compute,
     device_name,
     epoch_seed,
     hold_weights_in,
@@ -46,6 +47,7 @@ from clipstudy.engine.runtime import (
     set_rng_state,
     world,
 )
+from clipstudy.engine.streaming import BatchStream
 from clipstudy.engine.transfer import open_transfer_sets, transfer_metrics
 from clipstudy.engine.weight_ensemble import weight_ensemble_curve
 from clipstudy.errors import ConfigError, TrialFailed
@@ -115,7 +117,12 @@ class Trainer:
         self.train_transform = build_train_transform(cfg.augment, size, mean, std, resampling).to(self.device)
         self.eval_transform = build_eval_transform(size, mean, std, resampling).to(self.device)
         eval_batch_size = cfg.train.eval_batch_size or 2 * cfg.train.batch_size
-        self.evaluator = Evaluator(self.device, self.eval_transform, eval_batch_size, self.autocast_dtype)
+        train = cfg.train
+        self.evaluator = Evaluator(
+            self.device, self.eval_transform, eval_batch_size, self.autocast_dtype, train.attention, train.prefetch
+        )
+        if train.compile:
+            compile_towers(self.model.clip)
         self.mix = MixBatch(cfg.augment, self.data.num_classes)
         # a method that does not train (zero-shot) never reads the train split: not decoded, not encoded
         splits = ("train", "val", "test") if self.method.trains else ("val", "test")
@@ -170,14 +177,15 @@ class Trainer:
         return -(-(len(self.data.train) // self.world_size) // self.cfg.train.batch_size)
 
     def _source(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(inputs, labels) of a split: cached features, or uint8 images (on the GPU when they fit)."""
+        """(inputs, labels) of a split: cached features, or uint8 images (on the GPU when they fit, else
+        streamed from host memory batch by batch); labels on the device."""
         data = getattr(self.data, split)
         if self.cached:
             return self._features(split), data.labels.to(self.device)
         images = data.images
         if self.device.type == "cuda" and images.numel() <= GPU_RESIDENT_BYTES:
             images = images.to(self.device)
-        return images, data.labels.to(images.device)
+        return images, data.labels.to(self.device)
 
     def feature_key(self, split: str) -> dict[str, Any]:
         """What the cached features of `split` depend on: the weights and how they are built (activation),
@@ -224,11 +232,10 @@ class Trainer:
         order = torch.randperm(len(labels), generator=generator)
         if self.world_size > 1:  # equal shards, so every rank runs the same number of steps
             order = order[: len(order) - len(order) % self.world_size][self.rank :: self.world_size]
-        order = order.to(inputs.device)
-        for start in range(0, len(order), size):
-            index = order[start : start + size]
-            x = inputs[index].to(self.device, non_blocking=True)
-            y = labels[index].to(self.device, non_blocking=True)
+        batches = order.split(size)
+        stream = BatchStream(inputs, self.device, self.cfg.train.prefetch)
+        for index, x in zip(batches, stream(batches), strict=True):
+            y = labels[index.to(self.device, non_blocking=True)]
             yield (x if self.cached else self.train_transform(x)), y
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -254,7 +261,7 @@ class Trainer:
             targets = y
             if self.mix.active:
                 x, targets = self.mix(x, y)
-            with autocast(self.device, self.autocast_dtype):
+            with compute(self.device, self.autocast_dtype, cfg.attention):
                 logits, terms = self._forward(x, y)
             loss = F.cross_entropy(logits.float(), targets, label_smoothing=cfg.label_smoothing)
             if not self.objective.plain:

@@ -180,6 +180,9 @@ EVERY_TRIAL_READS = (
     "train.precision",
     "train.seed",
     "train.device",
+    "train.compile",
+    "train.attention",
+    "train.prefetch",
 )
 """What the engine reads for every trial, whatever its method: the model and data it builds, where and at which
 precision and batch size it evaluates, the class prompts and the transfer evaluation."""
@@ -192,6 +195,7 @@ TRAINING_READS = (
     "train.decay_norms_and_biases",
     "train.momentum",
     "train.adam_eps",
+    "train.fused_optimizer",
     "train.scheduler",
     "train.warmup_epochs",
     "train.t0_epochs",

@@ -181,3 +181,18 @@ def test_mix_prob_is_per_batch():
     y = torch.tensor([0, 1, 2, 0])
     mixed = sum(not torch.equal(mix(torch.randn(4, 3, 4, 4), y)[1], F.one_hot(y, 3).float()) for _ in range(200))
     assert 60 < mixed < 140
+
+
+def test_moving_the_transform_leaves_its_samplers_drawing_on_the_cpu():
+    """kornia moves its samplers with `.to()` (they would then draw on the GPU and wait for it to check the
+    draws); the transform keeps them on the CPU in float32, seen here through a dtype move."""
+    transform = build_train_transform(SEED000, 48, MEAN, STD).to(torch.float64)
+    assert len(transform.samplers()) == 4
+    for op in transform.samplers():
+        params = op.forward_parameters(torch.Size([2, 3, 48, 48]))
+        assert all(v.device.type == "cpu" for v in params.values())
+        assert params["batch_prob"].dtype == torch.float32
+    torch.manual_seed(0)
+    moved = transform(images())
+    torch.manual_seed(0)
+    assert torch.equal(moved, build_train_transform(SEED000, 48, MEAN, STD)(images()))

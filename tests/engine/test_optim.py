@@ -129,3 +129,23 @@ def test_per_epoch_warmup_counts_epochs():
     cfg = TrainConfig(epochs=4, lr=1.0, warmup_epochs=2, scheduler="cosine", scheduler_step="epoch")
     lrs = rates(steps_per_epoch=1, **cfg.model_dump())
     assert lrs == pytest.approx([0.5, 1.0, 1.0, 0.5])
+
+
+def test_the_fused_adamw_steps_as_the_loop_one():
+    """train.fused_optimizer changes the kernel, not the update (here on CPU, where torch also fuses AdamW)."""
+    torch.manual_seed(0)
+    start = [torch.randn(7, 5), torch.randn(5)]
+    grads = [[torch.randn_like(p) for p in start] for _ in range(5)]
+    trained = []
+    for fused in (False, True):
+        params = [torch.nn.Parameter(p.clone()) for p in start]
+        cfg = TrainConfig(lr=1e-2, fused_optimizer=fused)
+        optimizer = build_optimizer([ParamGroup("all", params, lr=1e-2, weight_decay=0.01)], cfg, torch.device("cpu"))
+        assert optimizer.defaults["fused"] is fused
+        for step in grads:
+            for p, g in zip(params, step, strict=True):
+                p.grad = g.clone()
+            optimizer.step()
+        trained.append(params)
+    for a, b in zip(*trained, strict=True):
+        torch.testing.assert_close(a, b)

@@ -98,3 +98,16 @@ def test_outside_a_process_group_the_world_is_one_rank():
 
 def test_peak_memory_on_cpu_is_the_resident_peak():
     assert peak_memory_mb(CPU) > 1.0  # MiB: a Python process with torch loaded holds far more
+
+
+def test_math_attention_computes_what_the_fused_kernels_do():
+    """train.attention: math restricts scaled_dot_product_attention to the reference kernel; same outputs."""
+    from clipstudy.engine.runtime import compute
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 9, 16) for _ in range(3))
+    outputs = []
+    for name in ("auto", "math"):
+        with compute(torch.device("cpu"), None, name):
+            outputs.append(torch.nn.functional.scaled_dot_product_attention(q, k, v))
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-5, atol=1e-6)
