@@ -60,6 +60,15 @@ class DataConfig(Section):
     feature_cache: bool = True
     """Cache frozen-backbone features on disk (linear probe without augmentation)."""
     cache_dir: str = "~/.cache/clipstudy/features"
+    """The feature cache, and under `stores/` the decoded-image stores (on a cluster: each node's local disk)."""
+    store: bool = True
+    """Decode image files (ImageFolder, WebDataset shards, the file-based torchvision sets) once per machine into
+    a memory-mapped store under `cache_dir/stores`, which every trial then opens instead of decoding; False =
+    decode into each trial's memory."""
+    store_size: Annotated[int, Field(gt=0)] | None = None
+    """Size the train split's files are stored at when random crops are on (`augment.crop_scale`); None = the
+    model's size x 8/7 (256 for 224). Validation and test are stored at the model's size, preprocessed
+    exactly as open_clip does."""
     shots: Annotated[int, Field(ge=1)] | None = None
     """Few-shot: k training images per class, drawn after the train/val split (validation keeps
     min(k, 4) per class, the protocol of CoOp, Zhou et al. 2022); None = every training image."""

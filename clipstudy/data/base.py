@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -23,9 +25,12 @@ from clipstudy.registry import Registry
 @dataclass
 class Split:
     images: torch.Tensor
-    """uint8 [N, 3, H, W], CPU, contiguous."""
+    """uint8 [N, 3, H, W], CPU, contiguous: in memory, or over a memory-mapped decoded-image store."""
     labels: torch.Tensor
     """int64 [N]."""
+    key: str | None = None
+    """The decoded-image store's key when `images` is one (what its bytes depend on): the split's
+    fingerprint without hashing its pixels."""
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -53,18 +58,28 @@ class FileSplit:
         files = [self.files[i] for i in indices.tolist()]
         return FileSplit(files, self.labels[indices].contiguous(), self.size, self.dataset)
 
-    def decode(self, interpolation: str = "bicubic") -> Split:
-        from clipstudy.data.decode import decode_images
+    def decode(self, interpolation: str = "bicubic", store: Path | None = None, mode: str = "eval") -> Split:
+        """The decoded images: opened from (or first built into) the decoded-image store under `store`, or,
+        without one, decoded into memory."""
+        if store is None:
+            from clipstudy.data.decode import decode_images
 
-        return Split(decode_images(self.files, self.size, self.dataset, interpolation), self.labels)
+            return Split(decode_images(self.files, self.size, self.dataset, interpolation, mode), self.labels)
+        from clipstudy.data.store import StoreSpec, open_store
+
+        opened = open_store(StoreSpec(self.files, self.size, interpolation, mode, self.dataset), store)
+        return Split(opened.images, self.labels, key=opened.key)
 
 
 AnySplit = Split | FileSplit
 
 
-def materialize(split: AnySplit, interpolation: str = "bicubic") -> Split:
-    """The decoded images of `split`; files are resized with `interpolation` (the model's)."""
-    return split.decode(interpolation) if isinstance(split, FileSplit) else split
+def materialize(
+    split: AnySplit, interpolation: str = "bicubic", store: Path | None = None, mode: str = "eval"
+) -> Split:
+    """The decoded images of `split`; files are resized with `interpolation` (the model's), through the
+    decoded-image store under `store` when given."""
+    return split.decode(interpolation, store, mode) if isinstance(split, FileSplit) else split
 
 
 @dataclass
@@ -154,7 +169,11 @@ def dataset_origin(name: str) -> Origin:
 
 
 def load_dataset(
-    cfg: DataConfig, image_size: int, interpolation: str = "bicubic", decode_train: bool = True
+    cfg: DataConfig,
+    image_size: int,
+    interpolation: str = "bicubic",
+    decode_train: bool = True,
+    train_size: int | None = None,
 ) -> DataBundle:
     """Split `cfg.name` (seeded by `cfg.split_seed` only), apply the few-shot draw (`data.shots`, seeded
     by `data.shot_seed`) and the class selection (`data.classes`), and decode what remains once.
@@ -163,7 +182,11 @@ def load_dataset(
     size when `cfg.image_size` is None, resized with `interpolation` (the model's resampling, so that a
     model whose preprocessing is bilinear sees bilinear pixels). Fixed-size datasets (CIFAR 32 px, digits
     8 px) stay as stored. Without `decode_train` (a method that does not train: zero-shot) the train
-    split is drawn as usual but left empty, its files never read.
+    split is drawn as usual but left empty, its files never read. `train_size` decodes the train split's
+    files at another size (the store size random crops read from; `store_size`).
+
+    Files are decoded through the decoded-image store (`data.store`, under `data.cache_dir`): once per
+    machine, then opened memory-mapped.
     """
     from clipstudy.data.splits import base_new_classes, few_shot_indices
 
@@ -184,8 +207,13 @@ def load_dataset(
             new_classes = EvalSet(f"{cfg.name}/new", new_names, source.templates, new_test, new_raw)
         train, val, test = (keep_classes(split, keep) for split in (train, val, test))
         classnames, raw = [classnames[c] for c in keep], [raw[c] for c in keep]
-    train = materialize(train, interpolation) if decode_train else _unread(train)
-    val, test = (materialize(split, interpolation) for split in (val, test))
+    store = store_root(cfg.cache_dir) if cfg.store else None
+    if train_size is not None and isinstance(train, FileSplit) and cfg.image_size is None:
+        train = dataclasses.replace(train, size=train_size)
+    train = (
+        materialize(train, interpolation, store, "train" if train_size else "eval") if decode_train else _unread(train)
+    )
+    val, test = (materialize(split, interpolation, store) for split in (val, test))
     splits = {"train": train, "val": val, "test": test}
     parts = {name: fingerprint(cfg.name, classnames, (split,)) for name, split in splits.items()}
     return DataBundle(
@@ -247,12 +275,26 @@ def _unread(split: AnySplit) -> Split:
     return Split(torch.empty((0, 3, split.size, split.size), dtype=torch.uint8), torch.empty(0, dtype=torch.int64))
 
 
+def store_size(cfg: DataConfig, image_size: int) -> int:
+    """`data.store_size`, or the model's size x 8/7 (256 for 224): RandomResizedCrop then shrinks a larger
+    stored image instead of upsampling a model-sized one."""
+    return cfg.store_size or round(image_size * 8 / 7)
+
+
+def store_root(cache_dir: str) -> Path:
+    """Where the decoded-image stores live: `data.cache_dir/stores`."""
+    return Path(os.path.expanduser(cache_dir)) / "stores"
+
+
 def fingerprint(name: str, classnames: list[str], splits: tuple[Split, ...]) -> str:
-    """Hash the bytes of every split, so any change of content, decode size or split changes it."""
+    """Hash the bytes of every split, so any change of content, decode size or split changes it; a split
+    over a decoded-image store contributes its key (file stats and decode settings) instead of its pixels."""
     digest = hashlib.blake2b(digest_size=8)
     digest.update(f"{name}\n{'|'.join(classnames)}\n".encode())
     for split in splits:
-        for tensor in (split.images, split.labels):
+        if split.key is not None:
+            digest.update(f"store:{split.key}\n".encode())
+        for tensor in (split.labels,) if split.key is not None else (split.images, split.labels):
             digest.update(str((tuple(tensor.shape), str(tensor.dtype))).encode())
             digest.update(tensor.contiguous().numpy().data)
     return digest.hexdigest()

@@ -1,4 +1,12 @@
-"""Decode image files once into one uint8 tensor: RGB, shorter side resized, centre-cropped."""
+"""Decode image files into uint8 RGB arrays: the eval mode exactly as open_clip's preprocessing does it, the
+train mode at the (larger) store size for random crops.
+
+Eval: shorter side resized to `size` with the model's filter (torchvision's `Resize`, as open_clip's
+`image_transform(is_train=False)`), centre crop, then RGB: open_clip's order, so evaluation numbers stay
+comparable with published ones. Train: the same geometry at the store size, with JPEG draft decoding (a
+reduced-scale decode when the file is much larger), which open_clip does not do and training does not need
+to match.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +17,57 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+import torchvision.transforms.functional as TF
+from PIL import Image, UnidentifiedImageError
+from torchvision.transforms import InterpolationMode
 
 from clipstudy.errors import DataError
 
+FILTERS = {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMode.BILINEAR}
 
-def decode_images(files: Sequence[str | Path], size: int, dataset: str, interpolation: str = "bicubic") -> torch.Tensor:
-    """[N, 3, size, size] uint8 of `files`, decoded in a thread pool (PIL releases the GIL)."""
+
+def decode_images(
+    files: Sequence[str | Path], size: int, dataset: str, interpolation: str = "bicubic", mode: str = "eval"
+) -> torch.Tensor:
+    """[N, 3, size, size] uint8 of `files`, decoded in a thread pool (PIL releases the GIL), in memory."""
     if not files:
         return torch.empty((0, 3, size, size), dtype=torch.uint8)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        arrays = list(pool.map(lambda path: decode_image(path, size, dataset, interpolation), files))
+        arrays = list(pool.map(lambda path: decode_image(path, size, dataset, interpolation, mode), files))
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
-def decode_image(path: str | Path, size: int, dataset: str, interpolation: str = "bicubic") -> np.ndarray:
-    """RGB, shorter side resized to `size` with PIL's `interpolation` filter (bicubic, bilinear: the model's,
-    `model.interpolation`) and centre-cropped: [size, size, 3] uint8."""
+def decode_image(
+    path: str | Path, size: int, dataset: str, interpolation: str = "bicubic", mode: str = "eval"
+) -> np.ndarray:
+    """One file as [size, size, 3] uint8: shorter side to `size` with `interpolation`, centre crop, RGB."""
     try:
         with Image.open(path) as image:
-            image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when much larger
-            rgb = image.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+            if mode == "train":
+                image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when much larger
+            image.load()
+            resized = TF.resize(image, size, interpolation=FILTERS[interpolation])
+            rgb = TF.center_crop(resized, size).convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise DataError(f"{dataset}: cannot read image {path} ({error}); delete or replace the file") from None
-    return np.asarray(ImageOps.fit(rgb, (size, size), method=Image.Resampling[interpolation.upper()]))
+    return np.asarray(rgb)
+
+
+def decode_into(
+    path: str,
+    shape: tuple[int, int, int, int],
+    start: int,
+    files: Sequence[str],
+    size: int,
+    interpolation: str,
+    mode: str,
+    dataset: str,
+) -> int:
+    """Decode `files` into rows start.. of the memory-mapped store at `path` (a decode task of a store build,
+    run in a worker process or thread); returns how many it wrote."""
+    store = np.memmap(path, dtype=np.uint8, mode="r+", shape=shape)
+    for offset, file in enumerate(files):
+        store[start + offset] = decode_image(file, size, dataset, interpolation, mode).transpose(2, 0, 1)
+    store.flush()
+    del store
+    return len(files)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from clipstudy.config import TrialConfig
 from clipstudy.data import DataBundle, load_dataset
 from clipstudy.data.augment import MixBatch, build_eval_transform, build_train_transform, resolve_interpolation
+from clipstudy.data.base import store_size
 from clipstudy.data.feature_cache import FeatureCache
 from clipstudy.engine.compilation import compile_towers
 from clipstudy.engine.evaluator import Evaluator
@@ -103,7 +104,9 @@ class Trainer:
         self.resampling = resolve_interpolation(cfg.model.interpolation, self.built.interpolation)
         size = self.built.image_size
         self.method = METHODS.get(cfg.method)()
-        self.data: DataBundle = load_dataset(cfg.data, size, self.resampling, decode_train=self.method.trains)
+        crops = self.method.trains and not uses_cached_features(self.method, cfg) and cfg.augment.crop_scale
+        train_size = store_size(cfg.data, size) if crops else None  # random crops read a larger stored image
+        self.data: DataBundle = load_dataset(cfg.data, size, self.resampling, self.method.trains, train_size)
         self.transfer = open_transfer_sets(cfg, self.data, size, self.resampling)  # new classes, retention sets
         ctx = BuildContext(cfg, self.built, self.data, self.device)
         self.objective = build_objective(self.method, ctx)  # first: a distillation teacher copies the original

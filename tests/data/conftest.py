@@ -20,6 +20,12 @@ from clipstudy.config import DataConfig
 _counter = iter(range(10**9))
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Decoded-image stores go under `data.cache_dir` (default ~/.cache/clipstudy/features): a test home."""
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+
+
 def write_image(path: Path, size: tuple[int, int] = (10, 8)) -> None:
     """Random pixels (so every image differs), in the format the suffix names."""
     rng = np.random.default_rng(next(_counter))

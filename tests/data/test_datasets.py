@@ -339,7 +339,8 @@ def test_imagenet_needs_its_1000_class_folders(tmp_path):
 
 
 def test_image_files_are_resized_with_the_models_interpolation(tmp_path):
-    from PIL import ImageOps
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms import InterpolationMode
 
     root = make_imagefolder(tmp_path / "images", per_class=6)
     cfg = DataConfig(name="imagefolder", root=str(root))
@@ -347,7 +348,8 @@ def test_image_files_are_resized_with_the_models_interpolation(tmp_path):
     assert bicubic.fingerprint != bilinear.fingerprint
     first = sorted(root.glob("*/*.png"))[0]
     with Image.open(first) as image:
-        expected = np.asarray(ImageOps.fit(image.convert("RGB"), (IMAGE_SIZE,) * 2, Image.Resampling.BILINEAR))
+        resized = TF.resize(image, IMAGE_SIZE, interpolation=InterpolationMode.BILINEAR)
+        expected = np.asarray(TF.center_crop(resized, IMAGE_SIZE).convert("RGB"))
     decoded = {
         row.permute(1, 2, 0).numpy().tobytes()
         for split in (bilinear.train, bilinear.val, bilinear.test)
@@ -357,15 +359,26 @@ def test_image_files_are_resized_with_the_models_interpolation(tmp_path):
 
 
 def test_a_split_no_one_trains_on_is_left_undecoded(tmp_path, monkeypatch):
+    """Zero-shot (decode_train=False) reads no train file; with the store, a second load decodes nothing."""
     import clipstudy.data.decode as decode
 
     root = make_imagefolder(tmp_path / "images", per_class=10)
-    cfg = DataConfig(name="imagefolder", root=str(root))
-    decoded: list[int] = []
-    real = decode.decode_images
-    monkeypatch.setattr(decode, "decode_images", lambda files, *args: decoded.append(len(files)) or real(files, *args))
-    full = load_dataset(cfg, IMAGE_SIZE)
-    evaluated = load_dataset(cfg, IMAGE_SIZE, decode_train=False)
+    decoded: list[str] = []
+    real = decode.decode_image
+    monkeypatch.setattr(decode, "decode_image", lambda path, *args: decoded.append(path) or real(path, *args))
+    in_memory = DataConfig(name="imagefolder", root=str(root), store=False)
+    full = load_dataset(in_memory, IMAGE_SIZE)
+    assert len(decoded) == len(full.train) + len(full.val) + len(full.test)
+    decoded.clear()
+    evaluated = load_dataset(in_memory, IMAGE_SIZE, decode_train=False)
     assert len(evaluated.train) == 0 and evaluated.train.images.shape[1:] == (3, IMAGE_SIZE, IMAGE_SIZE)
-    assert decoded == [len(full.train), len(full.val), len(full.test), len(full.val), len(full.test)]
+    assert len(decoded) == len(full.val) + len(full.test)
     assert torch.equal(evaluated.test.images, full.test.images) and torch.equal(evaluated.val.labels, full.val.labels)
+    stored = DataConfig(name="imagefolder", root=str(root), cache_dir=str(tmp_path / "cache"))
+    decoded.clear()
+    first = load_dataset(stored, IMAGE_SIZE, decode_train=False)
+    assert len(decoded) == len(full.val) + len(full.test)
+    decoded.clear()
+    again = load_dataset(stored, IMAGE_SIZE)
+    assert len(decoded) == len(full.train)  # val and test come from their stores
+    assert torch.equal(again.test.images, full.test.images) and torch.equal(first.val.images, full.val.images)
