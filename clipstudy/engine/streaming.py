@@ -59,11 +59,16 @@ class BatchStream:
         for index in indices:
             yield self.inputs[_on(index, self.inputs.device)].to(self.device)
 
-    def _gather(self, index: Index) -> torch.Tensor:
-        """Rows `index` of the host split into new pinned memory (PyTorch's caching host allocator reuses
-        a pinned block only once the copies that read it have finished)."""
+    def _buffer(self, index: Index) -> torch.Tensor:
+        """New (pinned, for a GPU) memory for the rows of `index`. Allocated here, in the consumer's thread, not
+        in the gathering threads: memory freed by one thread and allocated by others piles up in glibc's
+        per-thread arenas (measured: private memory growing by a batch's size every few batches). PyTorch's
+        caching host allocator reuses a pinned block only once the copies that read it have finished."""
         shape = (_count(index, len(self.inputs)), *self.inputs.shape[1:])
-        out = torch.empty(shape, dtype=self.inputs.dtype, pin_memory=self.to_gpu)
+        return torch.empty(shape, dtype=self.inputs.dtype, pin_memory=self.to_gpu)
+
+    def _gather(self, index: Index, out: torch.Tensor) -> torch.Tensor:
+        """Rows `index` of the host split into `out` (in a gathering thread: ATen's copy releases the GIL)."""
         if isinstance(index, slice):
             return out.copy_(self.inputs[index])
         return torch.index_select(self.inputs, 0, index, out=out)
@@ -79,7 +84,8 @@ class BatchStream:
                     index = next(order, None)
                     if index is None:
                         return
-                    pending.append(pool.submit(self._gather, _on(index, torch.device("cpu"))))
+                    index = _on(index, torch.device("cpu"))
+                    pending.append(pool.submit(self._gather, index, self._buffer(index)))
 
             try:
                 top_up()
