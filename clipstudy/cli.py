@@ -151,7 +151,7 @@ def train(
         from clipstudy.engine import Trainer
 
         if dry_run:
-            trainer = Trainer(cfg)
+            trainer = Trainer(cfg, prepare=False)  # builds or opens the image stores; extracts no features
             console.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), highlight=False)
             console.print(parameter_summary(trainer))
             console.print(f"trainable_params: {trainer.trainable_params}", highlight=False)
@@ -340,6 +340,49 @@ def _serve_ui(study: str | None, host: str, port: int, workdir: Path) -> int:
             return server.wait()
         except KeyboardInterrupt:
             return 0
+
+
+data_app = typer.Typer(no_args_is_help=True, help="The decoded-image stores trials read their image files from.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("build")
+def data_build(
+    study_file: Annotated[Path, typer.Argument(help="A study YAML file.")],
+    arm: Annotated[str | None, typer.Option(help="Only this arm (default: every arm).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: key=value.")] = None,
+) -> None:
+    """Build (or find) the decoded-image stores a study's trials read, with a progress bar, so that a cluster's
+    first trials do not race to decode. Run it on every node whose trials read local disk (data.cache_dir)."""
+    from clipstudy.data.augment import resolve_interpolation
+    from clipstudy.engine.trainer import trial_data
+    from clipstudy.methods import METHODS
+    from clipstudy.models.build import build_model
+    from clipstudy.studyfile import load_study
+
+    table = Table("arm", "dataset", "split", "images", "stored at", "store", title=f"{study_file}: image stores")
+    try:
+        with shown_warnings():
+            study = load_study(study_file)
+        models: dict[str, tuple[int, str]] = {}
+        for chosen in [study.arm(arm)] if arm else study.arms:
+            cfg = study.arm_config(chosen, overrides=set_ or [], where=f"{study_file}: ")
+            model_key = cfg.model.model_dump_json()
+            if model_key not in models:  # the decode size and resampling are the model's
+                built = build_model(cfg.model, "cpu")
+                models[model_key] = (built.image_size, built.interpolation)
+            size, default = models[model_key]
+            resampling = resolve_interpolation(cfg.model.interpolation, default)
+            bundle = trial_data(cfg, METHODS.get(cfg.method)(), size, resampling)
+            for name in ("train", "val", "test"):
+                split = getattr(bundle, name)
+                where = split.key or ("not read" if not len(split) else "in memory (not image files)")
+                table.add_row(
+                    chosen.name, cfg.data.name, name, f"{len(split):,}", f"{split.images.shape[-1]} px", where
+                )
+    except ClipstudyError as error:
+        raise fail(error) from None
+    console.print(table)
 
 
 def main() -> None:

@@ -92,8 +92,24 @@ def uses_cached_features(method: Method, cfg: TrialConfig) -> bool:
     return method.frozen_backbone and not cfg.augment.image_ops and not cfg.augment.mixing
 
 
+def trial_data(cfg: TrialConfig, method: Method, image_size: int, resampling: str) -> DataBundle:
+    """The splits a trial of `cfg` reads, decoded (through the decoded-image store) as it reads them: the train
+    split at the store size when random crops read it, and not at all when the method does not train."""
+    crops = method.trains and not uses_cached_features(method, cfg) and cfg.augment.crop_scale
+    train_size = store_size(cfg.data, image_size) if crops else None  # random crops read a larger stored image
+    return load_dataset(cfg.data, image_size, resampling, method.trains, train_size)
+
+
 class Trainer:
-    def __init__(self, cfg: TrialConfig, callbacks: Sequence[Callback] = (), resume_from: str | Path | None = None):
+    def __init__(
+        self,
+        cfg: TrialConfig,
+        callbacks: Sequence[Callback] = (),
+        resume_from: str | Path | None = None,
+        prepare: bool = True,
+    ):
+        """`prepare=False` (a dry run) builds the model, the data and the optimizer but leaves the splits
+        unprepared: no features are extracted, nothing is moved to the device."""
         self.cfg = cfg
         self.callbacks = list(callbacks)
         self.rank, self.world_size = world()
@@ -104,9 +120,7 @@ class Trainer:
         self.resampling = resolve_interpolation(cfg.model.interpolation, self.built.interpolation)
         size = self.built.image_size
         self.method = METHODS.get(cfg.method)()
-        crops = self.method.trains and not uses_cached_features(self.method, cfg) and cfg.augment.crop_scale
-        train_size = store_size(cfg.data, size) if crops else None  # random crops read a larger stored image
-        self.data: DataBundle = load_dataset(cfg.data, size, self.resampling, self.method.trains, train_size)
+        self.data: DataBundle = trial_data(cfg, self.method, size, self.resampling)
         self.transfer = open_transfer_sets(cfg, self.data, size, self.resampling)  # new classes, retention sets
         ctx = BuildContext(cfg, self.built, self.data, self.device)
         self.objective = build_objective(self.method, ctx)  # first: a distillation teacher copies the original
@@ -129,7 +143,7 @@ class Trainer:
         self.mix = MixBatch(cfg.augment, self.data.num_classes)
         # a method that does not train (zero-shot) never reads the train split: not decoded, not encoded
         splits = ("train", "val", "test") if self.method.trains else ("val", "test")
-        self.sources = {name: self._source(name) for name in splits}
+        self.sources = {name: self._source(name) for name in splits} if prepare else {}
         self.num_epochs = self._num_epochs()
         self.epoch = 0
         self.history: list[dict[str, float]] = []
