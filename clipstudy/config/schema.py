@@ -57,6 +57,16 @@ class DataConfig(Section):
     """Synthetic data only."""
     samples_per_class: Annotated[int, Field(ge=3)] = 60
     """Synthetic data only."""
+    image_key: str | None = None
+    """webdataset: the image member's extensions, `;`-separated (None = jpg;jpeg;png;webp); hf: the image
+    column (None = image)."""
+    label_key: str | None = None
+    """webdataset: the label member's extension (None = cls, an integer as text); hf: the label column (None =
+    label; a ClassLabel column also names the classes)."""
+    val_root: str | None = None
+    """webdataset: the validation shards (a brace pattern like `root`); None = held out from the train shards."""
+    test_root: str | None = None
+    """webdataset: the test shards; None = held out from the train shards."""
     feature_cache: bool = True
     """Cache frozen-backbone features on disk (linear probe without augmentation)."""
     cache_dir: str = "~/.cache/clipstudy/features"

@@ -4,7 +4,7 @@ a feature cache.
 `clipstudy.data.augment` (kornia) and `clipstudy.data.feature_cache` are imported on demand.
 """
 
-from clipstudy.data import digits, imagefolder, local_sets, shapes, synthetic, torchvision_sets  # noqa: F401  (they register)
+from clipstudy.data import digits, hf, imagefolder, local_sets, shapes, synthetic, torchvision_sets, webdataset  # noqa: F401  (they register)
 from clipstudy.data.base import (
     DATASETS,
     DataBundle,

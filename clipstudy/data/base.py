@@ -50,13 +50,16 @@ class FileSplit:
     """Decode size: the shorter side is resized to it and the image centre-cropped to a square."""
     dataset: str
     """Named in decoding errors."""
+    identity: str | None = None
+    """What the files' contents depend on when their names alone do not say it (a Hugging Face dataset's
+    fingerprint, the stats of WebDataset shards): the store key uses it instead of a `stat` per file."""
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     def subset(self, indices: torch.Tensor) -> FileSplit:
         files = [self.files[i] for i in indices.tolist()]
-        return FileSplit(files, self.labels[indices].contiguous(), self.size, self.dataset)
+        return dataclasses.replace(self, files=files, labels=self.labels[indices].contiguous())
 
     def decode(self, interpolation: str = "bicubic", store: Path | None = None, mode: str = "eval") -> Split:
         """The decoded images: opened from (or first built into) the decoded-image store under `store`, or,
@@ -67,7 +70,7 @@ class FileSplit:
             return Split(decode_images(self.files, self.size, self.dataset, interpolation, mode), self.labels)
         from clipstudy.data.store import StoreSpec, open_store
 
-        opened = open_store(StoreSpec(self.files, self.size, interpolation, mode, self.dataset), store)
+        opened = open_store(StoreSpec(self.files, self.size, interpolation, mode, self.dataset, self.identity), store)
         return Split(opened.images, self.labels, key=opened.key)
 
 

@@ -1,6 +1,10 @@
 """Decode image files into uint8 RGB arrays: the eval mode exactly as open_clip's preprocessing does it, the
 train mode at the (larger) store size for random crops.
 
+An image is named by an item string: a file path, a member of a tar shard
+(`tar://<offset>+<size>@<shard>#<member>`, WebDataset) or a row of a Hugging Face dataset saved on disk
+(`hf://<split>/<column>/<row>@<root>`); `open_item` reads any of them.
+
 Eval: shorter side resized to `size` with the model's filter (torchvision's `Resize`, as open_clip's
 `image_transform(is_train=False)`), centre crop, then RGB: open_clip's order, so evaluation numbers stay
 comparable with published ones. Train: the same geometry at the store size, with JPEG draft decoding (a
@@ -10,10 +14,13 @@ to match.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -40,17 +47,66 @@ def decode_images(
 def decode_image(
     path: str | Path, size: int, dataset: str, interpolation: str = "bicubic", mode: str = "eval"
 ) -> np.ndarray:
-    """One file as [size, size, 3] uint8: shorter side to `size` with `interpolation`, centre crop, RGB."""
+    """One image as [size, size, 3] uint8: shorter side to `size` with `interpolation`, centre crop, RGB."""
     try:
-        with Image.open(path) as image:
+        with Image.open(open_item(str(path))) as image:
             if mode == "train":
                 image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when much larger
             image.load()
             resized = TF.resize(image, size, interpolation=FILTERS[interpolation])
             rgb = TF.center_crop(resized, size).convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise DataError(f"{dataset}: cannot read image {path} ({error}); delete or replace the file") from None
+        raise DataError(
+            f"{dataset}: cannot read image {describe_item(str(path))} ({error}); delete or replace the file"
+        ) from None
     return np.asarray(rgb)
+
+
+def tar_item(shard: str, offset: int, size: int, member: str) -> str:
+    return f"tar://{offset}+{size}@{shard}#{member}"
+
+
+def hf_item(root: str, split: str, column: str, row: int) -> str:
+    return f"hf://{split}/{column}/{row}@{root}"
+
+
+def open_item(item: str) -> str | IO[bytes]:
+    """A file path as it is, or the bytes of a tar member or a dataset row."""
+    if item.startswith("tar://"):
+        span, rest = item[len("tar://") :].split("@", 1)
+        offset, size = (int(part) for part in span.split("+"))
+        with open(rest.rsplit("#", 1)[0], "rb") as shard:
+            shard.seek(offset)
+            return io.BytesIO(shard.read(size))
+    if item.startswith("hf://"):
+        address, root = item[len("hf://") :].split("@", 1)
+        split, column, row = address.rsplit("/", 2)
+        value = hf_images(root, split, column)[int(row)][column]
+        return value["path"] if value.get("bytes") is None else io.BytesIO(value["bytes"])
+    return item
+
+
+def describe_item(item: str) -> str:
+    """An item as a user finds it: the file, the member of its shard, or the row of its dataset."""
+    if item.startswith("tar://"):
+        shard, member = item.split("@", 1)[1].rsplit("#", 1)
+        return f"{member} in {shard}"
+    if item.startswith("hf://"):
+        address, root = item[len("hf://") :].split("@", 1)
+        split, column, row = address.rsplit("/", 2)
+        return f"row {row} of split '{split}' (column '{column}') of the dataset {root}"
+    return item
+
+
+@cache
+def hf_images(root: str, split: str, column: str) -> Any:
+    """The split of a Hugging Face dataset on disk with its image column undecoded (bytes and path): opened
+    once per process (Arrow files, memory-mapped)."""
+    from datasets import Image as ImageFeature
+
+    from clipstudy.data.hf import open_hf_dataset
+
+    return open_hf_dataset(root)[split].cast_column(column, ImageFeature(decode=False))
 
 
 def decode_into(

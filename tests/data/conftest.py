@@ -218,3 +218,39 @@ def fake_dataset(tmp_path, monkeypatch, request) -> Callable[[str], DataConfig]:
 
 
 BENCHMARKS = (*MAKERS, "imagenet")
+
+
+def make_shards(folder: Path, shards: int = 2, per_shard: int = 9, classes: int = 3, prefix: str = "train") -> str:
+    """WebDataset shards `prefix-000.tar`.. of JPEG samples (`<key>.jpg`, `<key>.cls`); returns the brace pattern."""
+    import io
+    import tarfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(len(prefix))
+    for shard in range(shards):
+        with tarfile.open(folder / f"{prefix}-{shard:03d}.tar", "w") as tar:
+            for i in range(per_shard):
+                key = f"{shard:03d}{i:05d}"
+                image = io.BytesIO()
+                Image.fromarray(rng.integers(0, 256, (20 + i, 30, 3), dtype=np.uint8)).save(image, "JPEG")
+                for name, data in ((f"{key}.jpg", image.getvalue()), (f"{key}.cls", str(i % classes).encode())):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    return str(folder / f"{prefix}-{{000..{shards - 1:03d}}}.tar")
+
+
+def make_hf_dataset(folder: Path, per_class: int = 8, classes: tuple[str, ...] = ("red_car", "blue_bus", "cat")) -> str:
+    """A Hugging Face DatasetDict (train, test) with an Image and a ClassLabel column, saved to disk."""
+    import datasets
+
+    rng = np.random.default_rng(1)
+
+    def split(count: int) -> datasets.Dataset:
+        labels = [i % len(classes) for i in range(count)]
+        images = [Image.fromarray(rng.integers(0, 256, (18 + i % 5, 26, 3), dtype=np.uint8)) for i in range(count)]
+        features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=list(classes))})
+        return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
+
+    datasets.DatasetDict(train=split(per_class * len(classes)), test=split(len(classes) * 2)).save_to_disk(folder)
+    return str(folder)

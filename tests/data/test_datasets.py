@@ -13,6 +13,7 @@ from clipstudy.config import DataConfig
 from clipstudy.data import DATASETS, DataBundle, dataset_origin, load_dataset
 from clipstudy.data.templates import UCF_TEMPLATES as CLIP_UCF_TEMPLATES
 from clipstudy.errors import DataError
+from tests.data.conftest import make_hf_dataset, make_shards
 
 IMAGE_SIZE = 24
 CLASSES = ("red_thing", "green_thing", "blue_thing")
@@ -77,6 +78,10 @@ def offline_config(request, tmp_path, monkeypatch, fake_dataset) -> DataConfig:
     if name in ("cifar10", "cifar100"):
         make_fake_cifar(tmp_path, monkeypatch, name)
         return DataConfig(name=name, root=str(tmp_path), download=False)
+    if name == "webdataset":
+        return DataConfig(name=name, root=make_shards(tmp_path / "shards"))
+    if name == "hf":
+        return DataConfig(name=name, root=make_hf_dataset(tmp_path / "hf"))
     return fake_dataset(name)
 
 
