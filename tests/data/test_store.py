@@ -125,7 +125,8 @@ def rss_anon_mib() -> float:
 @pytest.mark.slow
 def test_reading_a_store_larger_than_the_memory_allowed_keeps_private_memory_flat(tmp_path):
     """A 300 MiB store read in shuffled batches through BatchStream (prefetching) while this process's private
-    memory may grow by 72 MiB at most (a quarter of it): its pages are page cache (RssFile), not the trial's (RssAnon)."""
+    memory may grow by 72 MiB at most (a quarter of it): the store's pages are page cache (RssFile), not the
+    trial's own memory (RssAnon)."""
     files = write_images(tmp_path / "images", 400, size=(20, 12))
     images = open_store(spec(files, size=512), tmp_path / "stores").images
     assert images.numel() >= 300 * 2**20
