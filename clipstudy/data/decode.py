@@ -52,6 +52,7 @@ def decode_image(
             if mode == "train":
                 image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when much larger
             image.load()
+            image = eight_bit(image)
             resized = TF.resize(image, size, interpolation=FILTERS[interpolation])
             rgb = TF.center_crop(resized, size).convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
@@ -59,6 +60,20 @@ def decode_image(
             f"{dataset}: cannot read image {describe_item(str(path))} ({error}); delete or replace the file"
         ) from None
     return np.asarray(rgb)
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit and float greyscale images (scientific PNGs and TIFFs) as 8-bit greyscale, scaled to their type's
+    range: PIL's RGB conversion clips them instead (every 16-bit value above 255 turns white), as open_clip's
+    preprocessing, which reads them the same way, does. 8-bit images pass unchanged."""
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        scale = 255.0 if values.max(initial=0.0) <= 1.0 else 1.0  # [0, 1] floats, else already 0..255
+    else:
+        scale = 1 / 257 if values.max(initial=0.0) > 255 or image.mode.startswith("I;16") else 1.0
+    return Image.fromarray(np.clip(np.round(values * scale), 0, 255).astype(np.uint8), mode="L")
 
 
 def tar_item(shard: str, offset: int, size: int, member: str) -> str:

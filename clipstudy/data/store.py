@@ -44,7 +44,7 @@ from clipstudy.errors import DataError
 
 log = logging.getLogger(__name__)
 
-DECODE_VERSION = 1
+DECODE_VERSION = 2
 """Bump when decoding changes what a store holds (resampling, crop, colour conversion)."""
 Mode = Literal["eval", "train"]
 CHUNK = 64

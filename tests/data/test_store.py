@@ -157,3 +157,15 @@ def test_eval_decoding_is_open_clips_preprocessing(tmp_path):
             expected = reference(image)
         ours = (row.float() / 255 - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
         torch.testing.assert_close(ours, expected, rtol=0, atol=1e-5)
+
+
+def test_sixteen_bit_and_float_images_keep_their_contrast(tmp_path):
+    """PIL's RGB conversion would turn a 16-bit PNG white (it clips at 255); it is scaled to 8 bits instead."""
+    ramp = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    Image.fromarray((ramp / 65535).astype(np.float32)).save(tmp_path / "float.tif")
+    Image.fromarray((ramp // 257).astype(np.uint8)).save(tmp_path / "eight.png")
+    files = [str(tmp_path / name) for name in ("deep.png", "float.tif", "eight.png")]
+    deep, floating, eight = open_store(spec(files, size=32), tmp_path / "stores").images
+    assert deep.min() == 0 and deep.max() == 255 and torch.equal(deep[0], deep[2])  # greyscale: R = B
+    assert (deep.int() - eight.int()).abs().max() <= 1 and (floating.int() - eight.int()).abs().max() <= 1
