@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from clipstudy.studyfile import Arm, Study
 from clipstudy.studyfile.search_space import Dist, grid, sample
 
 OPTUNA_DB = "optuna.db"
+log = logging.getLogger(__name__)
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
@@ -28,16 +30,34 @@ class PruneAwareOptunaSearch(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self._completed_trials or self.metric not in result:
             return
-        self._ot_trials[trial_id].report(result[self.metric], int(result["epoch"]))
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        try:
+            self._ot_trials[trial_id].report(result[self.metric], int(result["epoch"]))
+        except UpdateFinishedTrialError as error:
+            self._stale(trial_id, error)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if not error and was_pruned(result) and trial_id not in self._completed_trials:
+            from optuna.exceptions import UpdateFinishedTrialError
             from optuna.trial import TrialState
 
-            self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+            try:
+                self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+            except (UpdateFinishedTrialError, ValueError) as stale:  # tell() of a finished trial: ValueError
+                self._stale(trial_id, stale)
             self._completed_trials.add(trial_id)
             return
         super().on_trial_complete(trial_id, result, error)
+
+    def _stale(self, trial_id: str, error: Exception) -> None:
+        """A study resumed after a kill can hold a Tune trial whose Optuna trial already finished (the searcher's
+        checkpoint and Tune's trial list were written at different moments; seen once in CI). Optuna then
+        refuses the value: the sampler loses that one observation, the trial itself still runs and is recorded
+        in MLflow. Warn instead of failing the whole resumed study."""
+        log.warning(
+            "trial %s: its Optuna trial already finished, its results are not told to Optuna (%s)", trial_id, error
+        )
 
     def restore(self, checkpoint_path: str) -> None:
         """Restore, then fail the Optuna trials asked after the checkpoint: no Tune trial will report them."""
