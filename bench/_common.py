@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import platform
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from clipstudy.config import TrialConfig
-from clipstudy.studyfile import build_config
+from clipstudy.studyfile import build_config, load_study
+
+SEED000_STUDY = Path(__file__).parents[1] / "studies" / "cifar100_seed000.yaml"
 
 
 def machine() -> str:
@@ -33,3 +37,9 @@ def synthetic_config(method: str, arch: str, images: int, batch_size: int, **ove
         "train.eval_batch_size": batch_size,
     }
     return build_config(base, overrides)
+
+
+def seed000_augment() -> dict[str, Any]:
+    """The seed-000 full fine-tuning arm's augmentation (studies/cifar100_seed000.yaml) as dotted overrides."""
+    augment = load_study(SEED000_STUDY).arm_config("full_ft").augment.model_dump()
+    return {f"augment.{key}": value for key, value in augment.items()}

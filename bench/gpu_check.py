@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _common import seed000_augment
 from _flops import train_flops_per_image, vision_macs
 
 import clipstudy.engine.trainer as trainer_module
@@ -51,19 +52,8 @@ from clipstudy.studyfile import build_config
 
 DATASHEET_TFLOPS = 989.0
 """Dense bf16 peak of an H100/H200 SXM by NVIDIA's datasheet (without sparsity)."""
-SEED000_AUGMENT = {
-    "augment.crop_scale": [0.8, 1.0],
-    "augment.hflip": 0.5,
-    "augment.color_jitter": 0.2,
-    "augment.hue": 0.1,
-    "augment.rotation": 15,
-    "augment.translate": 0.1,
-    "augment.erasing": 0.5,
-    "augment.mixup_alpha": 0.2,
-    "augment.cutmix_alpha": 1.0,
-    "augment.mix_prob": 0.5,
-}
-"""studies/cifar100_seed000.yaml's full fine-tuning augmentation."""
+SEED000_AUGMENT = seed000_augment()
+"""studies/cifar100_seed000.yaml's full fine-tuning augmentation, read from the study."""
 LORA_AUGMENT = {"augment.crop_scale": [0.08, 1.0], "augment.hflip": 0.5}
 """What a LoRA study usually trains with: RandomResizedCrop and flips."""
 BOTH_TOWERS = {"lora.towers": ["vision", "text"], "head.kind": "text"}
@@ -224,6 +214,14 @@ def prompts_per_step(trainer: Trainer) -> int:
     return trainer.data.num_classes * len(trainer.data.templates)
 
 
+def with_utilisation(row: dict[str, Any], peak_tflops: float | None) -> dict[str, Any]:
+    """`row` with its model FLOP utilisation against the measured peak and the datasheet's (GPU only)."""
+    if peak_tflops:
+        row["mfu_measured_peak"] = row["tflops"] / peak_tflops
+        row["mfu_datasheet"] = row["tflops"] / DATASHEET_TFLOPS
+    return row
+
+
 def measure_training(case: Case, arch: str, scale: Scale, peak_tflops: float | None) -> dict[str, Any]:
     images = scale.batch * scale.steps
     cfg = config(scale, case.method, arch, images, **case.overrides)
@@ -273,10 +271,7 @@ def measure_training(case: Case, arch: str, scale: Scale, peak_tflops: float | N
         "warmup_s": warm_s,
         "streamed": case.streamed,
     }
-    if peak_tflops:
-        row["mfu_measured_peak"] = row["tflops"] / peak_tflops
-        row["mfu_datasheet"] = row["tflops"] / DATASHEET_TFLOPS
-    return row
+    return with_utilisation(row, peak_tflops)
 
 
 def measure_extraction(arch: str, scale: Scale, peak_tflops: float | None) -> dict[str, Any]:
@@ -308,10 +303,7 @@ def measure_extraction(arch: str, scale: Scale, peak_tflops: float | None) -> di
         "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
         "streamed": False,
     }
-    if peak_tflops:
-        row["mfu_measured_peak"] = row["tflops"] / peak_tflops
-        row["mfu_datasheet"] = row["tflops"] / DATASHEET_TFLOPS
-    return row
+    return with_utilisation(row, peak_tflops)
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ them on the GPU machine, which has no Ray or MLflow: nothing here imports them).
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,21 +17,18 @@ from clipstudy.engine import Trainer
 from clipstudy.engine.streaming import BatchStream, in_order
 from clipstudy.models.attention import fuse_attention
 from clipstudy.models.build import build_model
-from clipstudy.studyfile import build_config
+from clipstudy.studyfile import build_config, load_study
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 CUDA = torch.device("cuda")
 SEED000 = {
-    "augment__crop_scale": [0.8, 1.0],
-    "augment__hflip": 0.5,
-    "augment__color_jitter": 0.2,
-    "augment__hue": 0.1,
-    "augment__rotation": 15,
-    "augment__translate": 0.1,
-    "augment__erasing": 0.5,
-    "augment__mixup_alpha": 0.2,
-    "augment__cutmix_alpha": 1.0,
+    f"augment__{key}": value
+    for key, value in load_study(Path(__file__).parents[2] / "studies" / "cifar100_seed000.yaml")
+    .arm_config("full_ft")
+    .augment.model_dump()
+    .items()
 }
+"""The seed-000 full fine-tuning arm's augmentation, read from the shipped study."""
 
 
 def cuda_config(tiny_config, method: str, **overrides):
