@@ -329,17 +329,17 @@ def _serve_ui(study: str | None, host: str, port: int, workdir: Path) -> int:
         raise fail(error) from None
     except KeyboardInterrupt:
         return 0  # stopped while starting: start_ui has stopped the server
-    with server:
-        console.print(f"MLflow UI: {server.address}", soft_wrap=True, markup=False)
-        if server.study_url:
-            console.print(f"study '{target.study}': {server.study_url}", soft_wrap=True, markup=False)
-        if server.process is None:
-            return 0  # the tracking server serves the UI itself
-        console.print("Ctrl-C stops it", highlight=False)
-        try:
+    try:  # a stop signal can come at any point from here on, these lines included (once seen: exit 130)
+        with server:
+            console.print(f"MLflow UI: {server.address}", soft_wrap=True, markup=False)
+            if server.study_url:
+                console.print(f"study '{target.study}': {server.study_url}", soft_wrap=True, markup=False)
+            if server.process is None:
+                return 0  # the tracking server serves the UI itself
+            console.print("Ctrl-C stops it", highlight=False)
             return server.wait()
-        except KeyboardInterrupt:
-            return 0
+    except KeyboardInterrupt:
+        return 0  # the `with` has stopped the server
 
 
 data_app = typer.Typer(no_args_is_help=True, help="The decoded-image stores trials read their image files from.")

@@ -14,22 +14,31 @@ to match.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
 from typing import IO
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image, UnidentifiedImageError
-from torchvision.transforms import InterpolationMode
 
 from clipstudy.errors import DataError
 
-FILTERS = {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMode.BILINEAR}
+
+@functools.cache
+def _torchvision() -> tuple[ModuleType, dict[str, object]]:
+    """torchvision's functional transforms and the filters by name, imported on first decode: importing
+    torchvision imports torch._dynamo (about 4 s of CPU), and every study driver and `clipstudy validate` imports
+    this module through the dataset registry without decoding an image."""
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms import InterpolationMode
+
+    return TF, {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMode.BILINEAR}
 
 
 def decode_images(
@@ -53,7 +62,8 @@ def decode_image(
                 image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when much larger
             image.load()
             image = eight_bit(image)
-            resized = TF.resize(image, size, interpolation=FILTERS[interpolation])
+            TF, filters = _torchvision()
+            resized = TF.resize(image, size, interpolation=filters[interpolation])
             rgb = TF.center_crop(resized, size).convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise DataError(

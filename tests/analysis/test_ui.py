@@ -194,3 +194,34 @@ def test_stop_signals_raise_keyboard_interrupt_within_the_block_only():
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler raises here
     assert {signum: signal.getsignal(signum) for signum in ui.STOP_SIGNALS} == before  # restored
+
+
+def test_a_stop_signal_while_the_address_is_printed_stops_the_server_and_exits_0(monkeypatch, tmp_path):
+    """The signal can come between the server answering and the CLI waiting on it (a test's `kill` once did):
+    the CLI must stop the server and exit 0 there too, not with a traceback and 130."""
+    import clipstudy.cli as cli
+
+    class Server:
+        address, study_url, process, stopped = "http://127.0.0.1:1", None, object(), False
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            Server.stopped = True
+
+        def wait(self):
+            pytest.fail("the CLI waited on the server after the signal")
+
+    def interrupted_print(text, *args, **kwargs):
+        if str(text).startswith("MLflow UI:"):
+            raise KeyboardInterrupt("SIGTERM")
+
+    monkeypatch.setattr(ui, "resolve_target", lambda study, workdir: ui.UiTarget(f"sqlite:///{tmp_path}/mlflow.db"))
+    monkeypatch.setattr(ui, "start_ui", lambda target, host, port: Server())
+    monkeypatch.setattr(cli.console, "print", interrupted_print)
+    try:
+        code = cli._serve_ui(None, "127.0.0.1", 5000, tmp_path)
+    except KeyboardInterrupt:
+        pytest.fail("the stop signal escaped the CLI (exit 130)")
+    assert code == 0 and Server.stopped

@@ -19,6 +19,8 @@ SMALL_STUDY = {
     },
     "scheduler": {"kind": "asha", "grace_period": 1, "reduction_factor": 2},
     "max_concurrent": 1,
+    # A diverged trial diverges again from its checkpoint: no retry (retries are tested in test_faults.py).
+    "max_failures": 0,
     "arms": [
         {"name": "zero_shot", "method": "zero_shot"},
         {
@@ -40,6 +42,20 @@ def write_study(folder: Path, study: dict) -> Path:
     path = folder / f"{study['name']}.yaml"
     path.write_text(yaml.safe_dump(study, sort_keys=False))
     return path
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray instance, started as `--local` starts it, for all the studies of a module: `run_study` runs
+    on an instance that is already up and leaves it running. Starting Ray costs seconds of CPU (its daemons and
+    prestarted workers), which the suite's wall time is made of on a small machine."""
+    import ray
+
+    ray.init(include_dashboard=False, configure_logging=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -26,19 +26,14 @@ TWO_WORKERS = {
 
 
 def run(tmp_path, resources: dict):
-    import ray
-
     from clipstudy.study.runner import RunOptions, run_study
 
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     study_file = write_study(tmp_path, {**TWO_WORKERS, "resources": resources})
-    try:
-        return run_study(study_file, RunOptions(local=True, workdir=str(tmp_path)))
-    finally:
-        ray.shutdown()
+    return run_study(study_file, RunOptions(local=True, workdir=str(tmp_path)))
 
 
-def test_a_two_worker_trial_trains_and_is_recorded(tmp_path):
+def test_a_two_worker_trial_trains_and_is_recorded(local_ray, tmp_path):
     trials = run(tmp_path, {"cpus": 0.99, "workers": 2})
     assert trials[STATUS_COLUMN].tolist() == ["completed"]
     assert trials[f"{RESOURCES_COLUMN}.workers"].tolist() == ["2"]
@@ -50,7 +45,7 @@ def test_a_two_worker_trial_trains_and_is_recorded(tmp_path):
     assert {"per_class.csv", "weights.safetensors"} <= names
 
 
-def test_workers_that_cannot_all_fit_are_refused_before_any_trial(tmp_path):
+def test_workers_that_cannot_all_fit_are_refused_before_any_trial(local_ray, tmp_path):
     cpus = os.cpu_count()
     with pytest.raises(ConfigError, match=r"a trial needs .* CPU \(2 workers x .* \+ its driver's 0.01\)"):
         run(tmp_path, {"cpus": cpus / 2, "workers": 2})

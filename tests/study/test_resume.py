@@ -55,7 +55,7 @@ def test_no_snapshot_means_no_known_trials(monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_finished_trial_tune_lost_is_taken_over_not_run_again(tmp_path):
+def test_a_finished_trial_tune_lost_is_taken_over_not_run_again(local_ray, tmp_path):
     """The driver stopped before Tune's first snapshot of the arm: Tune proposes the zero-shot trial again,
     and the new trial takes the recorded run over instead of evaluating (and recording) it twice."""
     from clipstudy.study.runner import RunOptions, run_study

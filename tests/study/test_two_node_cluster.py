@@ -137,7 +137,14 @@ class Cluster:
             return []
 
     def wait_for_nodes(self, count: int) -> list[dict]:
+        """Wait until the last node started says it is up in its log (a cheap file read), then until the cluster
+        lists `count` live nodes: each `ray list nodes` is a new CLI process that takes seconds of CPU, which
+        would slow the very nodes it waits for."""
         deadline = time.monotonic() + NODE_START_TIMEOUT_S
+        node, log = self.nodes[-1], self.logs[-1]
+        while time.monotonic() < deadline and "Ray runtime started." not in log.read_text():
+            assert node.poll() is None, f"`ray start` exited ({node.returncode}):\n{self.tail_logs()}"
+            time.sleep(0.5)
         while time.monotonic() < deadline:
             for node in self.nodes:
                 assert node.poll() is None, f"`ray start` exited ({node.returncode}):\n{self.tail_logs()}"

@@ -10,13 +10,16 @@ from clipstudy.studyfile.names import CHECKS, known_architecture
 
 
 def test_architecture_names_are_checked_without_importing_open_clip():
-    """`clipstudy validate` stays fast: open_clip takes seconds to import."""
+    """`clipstudy validate` and every study driver stay fast: open_clip and torchvision (which imports
+    torch._dynamo) take seconds each to import."""
     code = (
         "import sys\n"
         "from clipstudy.studyfile import build_config\n"
         "for arch in ('ViT-B-32', 'ViT-L-14-336', 'clipstudy-tiny-siglip', 'ViT-SO400M-14-SigLIP'):\n"
         "    assert build_config({'model.arch': arch}).model.arch == arch\n"
         "assert 'open_clip' not in sys.modules\n"
+        "import clipstudy.study.runner\n"
+        "assert 'torchvision' not in sys.modules and 'torch._dynamo' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
