@@ -25,10 +25,10 @@ demo: install
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
-# Two pytest-xdist workers, a test module per worker at a time, the longest modules first (tests/conftest.py).
-# The suite keeps both cores busy throughout (its time is CPU: Ray daemons, trial actors importing torch); a
-# third worker only added its own start-up and contention (docs/benchmarks.md).
-PARALLEL := -n 2 --dist loadfile --no-loadscope-reorder --durations=15
+# Three pytest-xdist workers, a test module per worker at a time, the longest modules first (tests/conftest.py).
+# The suite is CPU-bound (Ray daemons, trial actors importing torch); a third worker still fills the gaps
+# where a study waits: 13 min 56 s against 14 min 43 s with two, at the same commit (docs/benchmarks.md).
+PARALLEL := -n 3 --dist loadfile --no-loadscope-reorder --durations=15
 
 test: install browser
 	$(RUN) ruff check clipstudy tests bench tools

@@ -20,7 +20,7 @@ LONGEST_FIRST = (
 )
 """The modules that take minutes each (mostly waiting on Ray; docs/benchmarks.md), in the order they start.
 
-`make test` runs the suite on two pytest-xdist workers, a module per worker at a time (`--dist loadfile
+`make test` runs the suite on three pytest-xdist workers, a module per worker at a time (`--dist loadfile
 --no-loadscope-reorder`), in collection order: starting these first means none of them starts last and
 runs alone at the end. The order changes nothing else; of the orders and worker counts measured
 (docs/benchmarks.md), this one was fastest.
