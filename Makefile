@@ -9,6 +9,10 @@ export MLFLOW_DISABLE_TELEMETRY := true
 # Ray 2.60 re-runs a driver's `uv run` command to start its workers, in a copy of the working dir;
 # workers must use this environment's python instead (it has the study extra: ray, mlflow, optuna).
 export RAY_ENABLE_UV_RUN_RUNTIME_ENV := 0
+# Install compiled bytecode. Where PYTHONDONTWRITEBYTECODE is set (this machine, CI, most Docker images) Python
+# never writes .pyc files, so without this every process (each Ray trial actor, each CLI call) compiles torch,
+# sympy, MLflow, ... from source: about 30 s of CPU instead of 10 (docs/benchmarks.md, the test suite's wall time).
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: install uv browser demo test test-fast lint bench gpu-check
 
@@ -17,6 +21,7 @@ uv:
 
 install: uv
 	$(UV) sync --frozen --all-extras
+	$(RUN) python -m compileall -q clipstudy
 
 demo: install
 	$(RUN) clipstudy run studies/quickstart.yaml --local
