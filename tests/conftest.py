@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return next((i for i, name in enumerate(LONGEST_FIRST) if module == f"tests/{name}"), len(LONGEST_FIRST))
 
     items.sort(key=rank)
+
+
+@pytest.fixture(scope="session")
+def template_store(tmp_path_factory) -> Path:
+    """A migrated, empty MLflow SQLite store: creating one costs 1-2 s of CPU (MLflow's migrations), copying it
+    does not. Tests that write records copy it (`new_store`) instead of creating a store each."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def new_store(template: Path, folder: Path) -> str:
+    """A fresh store at `folder`/mlflow.db, copied from the template; returns its tracking URI."""
+    shutil.copyfile(template, folder / "mlflow.db")
+    return f"sqlite:///{folder / 'mlflow.db'}"
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from mlflow.entities import Metric, Param
 
 from clipstudy.tracking.schema import ARM, METHOD, PARENT, RESOURCES, ROLE, RUNTIME, STATUS, TRIAL_ID
+from tests.conftest import new_store
 
 T0 = 1_700_000_000_000  # ms
 CLASSES = [f"c{i:02d}" for i in range(12)]
@@ -205,10 +207,25 @@ def write_study(uri: str, name: str, trials: list[FakeTrial], workdir: Path) -> 
     return ids
 
 
+Store = tuple[str, dict[str, str], Path]
+"""(tracking URI, run ids by `write_study`'s keys, the store's folder)."""
+
+
+def fixture_store(template: Path, folder: Path) -> Store:
+    uri = new_store(template, folder)
+    return uri, write_study(uri, "fixture_study", fixture_trials(), folder), folder
+
+
 @pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+def store(tmp_path, monkeypatch, template_store) -> Store:
+    """The fixture study's store, for a test that adds to it."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    ids = write_study(uri, "fixture_study", fixture_trials(), tmp_path)
-    return uri, ids, tmp_path
+    return fixture_store(template_store, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory, template_store) -> Iterator[Store]:
+    """The fixture study's store, written once for the tests of a module that only read it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield fixture_store(template_store, tmp_path_factory.mktemp("store"))

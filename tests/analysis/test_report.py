@@ -13,9 +13,10 @@ from tests.analysis.conftest import FakeTrial, fixture_trials, write_study
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture
-def report(store, tmp_path_factory):
-    uri, ids, _ = store
+@pytest.fixture(scope="module")
+def report(shared_store, tmp_path_factory):
+    """One report of the fixture study, built (and attached to its study run) once for the tests that read it."""
+    uri, ids, _ = shared_store
     out = tmp_path_factory.mktemp("report")
     return build_report([load_record("fixture_study", uri)], out), uri, ids
 
@@ -74,8 +75,8 @@ def test_the_report_is_attached_to_the_study_run(report):
     assert {"report/report.md", "report/report.html", "report/arms.csv", "report/figures"} <= names
 
 
-def test_missing_metrics_show_na_instead_of_crashing(store):
-    uri, _, _ = store
+def test_missing_metrics_show_na_instead_of_crashing(shared_store):
+    uri, _, _ = shared_store
     table = display_arms(arm_table(load_record("fixture_study", uri)))
     zs = table[table.arm == "zs"].iloc[0]
     assert zs["top-5 %"] == "n/a" and zs["epoch-1 val %"] == "n/a" and zs["test acc %"] == "28.00"
@@ -100,8 +101,8 @@ def test_a_study_without_completed_trials_says_so(store, tmp_path):
         build_report([load_record("unfinished", uri)], tmp_path / "r")
 
 
-def test_unknown_format_is_rejected(store, tmp_path):
-    uri, _, _ = store
+def test_unknown_format_is_rejected(shared_store, tmp_path):
+    uri, _, _ = shared_store
     with pytest.raises(ClipstudyError, match=r"unknown report format.*pdf"):
         build_report([load_record("fixture_study", uri)], tmp_path / "r", formats=("md", "pdf"))
 
@@ -115,8 +116,8 @@ def test_cli_report_writes_the_files_and_prints_the_table(store, tmp_path):
     assert (out / "report.html").is_file() and (out / "arms.csv").is_file()
 
 
-def test_cli_report_on_an_unknown_study_exits_2_listing_known_ones(store, tmp_path):
-    _, _, workdir = store
+def test_cli_report_on_an_unknown_study_exits_2_listing_known_ones(shared_store, tmp_path):
+    _, _, workdir = shared_store
     result = CliRunner().invoke(app, ["report", "nope", "--workdir", str(workdir), "--out", str(tmp_path / "x")])
     assert result.exit_code == 2
     assert "known studies: fixture_study" in result.output

@@ -11,14 +11,14 @@ from clipstudy.tracking.schema import ARM_COLUMN, STATUS_COLUMN
 from tests.analysis.conftest import CLASSES, confusion_array, per_class_frame
 
 
-@pytest.fixture
-def record(store):
-    uri, _, _ = store
+@pytest.fixture(scope="module")
+def record(shared_store):
+    uri, _, _ = shared_store
     return load_record("fixture_study", uri)
 
 
-def test_each_arm_is_represented_by_its_val_best_trial_never_the_test_best(record, store):
-    _, ids, _ = store
+def test_each_arm_is_represented_by_its_val_best_trial_never_the_test_best(record, shared_store):
+    _, ids, _ = shared_store
     table = arm_table(record).set_index("arm")
     assert table.loc["probe", "run_id"] == ids["probe/0"]  # val 0.70 beats val 0.60 (whose test is 0.80)
     assert table.loc["probe", "test_acc"] == pytest.approx(0.65)
@@ -104,14 +104,14 @@ def test_seed_repeats_average_trials_that_differ_only_in_seed():
     assert seed_repeats(trials.drop(columns="params.train.seed")).empty
 
 
-def test_unknown_study_lists_the_known_ones(store):
-    uri, _, _ = store
+def test_unknown_study_lists_the_known_ones(shared_store):
+    uri, _, _ = shared_store
     with pytest.raises(ClipstudyError, match=r"no study 'fixture_stdy'.*did you mean 'fixture_study'.*known studies"):
         load_record("fixture_stdy", uri)
 
 
-def test_unknown_invocation_lists_the_study_runs(store):
-    uri, ids, _ = store
+def test_unknown_invocation_lists_the_study_runs(shared_store):
+    uri, ids, _ = shared_store
     with pytest.raises(ClipstudyError, match=ids["parent"]):
         load_record("fixture_study", uri, invocation="0123")
 

@@ -22,6 +22,7 @@ from clipstudy.errors import ConfigError
 from clipstudy.tracking.schema import ARM, METHOD, STATUS
 from tests.analysis.conftest import FakeTrial, write_study
 from tests.analysis.headless_chromium import Chromium, chromium_path
+from tests.conftest import new_store
 
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
 STUDY = "ui_study"
@@ -86,10 +87,11 @@ def _row(rows: list[dict[str, str]], run_name: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def study_store(tmp_path, monkeypatch) -> Path:
+def study_store(tmp_path, monkeypatch, template_store) -> Path:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    write_study(f"sqlite:///{tmp_path / 'mlflow.db'}", STUDY, _trials(), tmp_path)
-    write_study(f"sqlite:///{tmp_path / 'mlflow.db'}", "other_study", _trials()[:1], tmp_path / "other")
+    uri = new_store(template_store, tmp_path)
+    write_study(uri, STUDY, _trials(), tmp_path)
+    write_study(uri, "other_study", _trials()[:1], tmp_path / "other")
     return tmp_path
 
 

@@ -1,25 +1,16 @@
-"""A fresh SQLite tracking store per test, copied from one migrated once per session."""
+"""A fresh SQLite tracking store per test, copied from one migrated once per session (tests/conftest.py)."""
 
 from __future__ import annotations
-
-import shutil
 
 import mlflow
 import pytest
 
-
-@pytest.fixture(scope="session")
-def template_store(tmp_path_factory):
-    """A migrated, empty SQLite store: creating one costs seconds (MLflow's migrations), copying it does not."""
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
+from tests.conftest import new_store
 
 
 @pytest.fixture
 def uri(tmp_path, template_store):
-    shutil.copyfile(template_store, tmp_path / "mlflow.db")
-    return f"sqlite:///{tmp_path}/mlflow.db"
+    return new_store(template_store, tmp_path)
 
 
 @pytest.fixture
