@@ -8,11 +8,14 @@ pool a token whose position depends on the length (`last`, SigLIP's), or are not
 (Hugging Face text towers), keep the full length.
 
 `ClassPrompts` holds every (class, template) prompt and says which of them a training step encodes
-(`prompts.train_templates`); evaluation encodes them all.
+(`prompts.train_templates`); evaluation encodes them all. It keeps a copy of its tokens on the host, from
+which the cut length is read: reading it from tokens on a GPU would make the host wait for the GPU at every
+step of a method whose text tower trains (found on the CPU by tests/engine/test_host_reads.py).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -37,9 +40,19 @@ class CausalText:
     eos_id: int | None
 
 
+_CAUSAL: weakref.WeakKeyDictionary[nn.Module, CausalText | None] = weakref.WeakKeyDictionary()
+"""`causal_text` per model: checking the mask reads it, which on a GPU waits for the device; it never changes."""
+
+
 def causal_text(clip: nn.Module) -> CausalText | None:
     """The model's text tower if truncating its prompts is exact: open_clip's own, with a causal mask and
     no appended class token (CoCa's); None otherwise (SigLIP's bidirectional tower, Hugging Face towers)."""
+    if clip not in _CAUSAL:
+        _CAUSAL[clip] = _find_causal_text(clip)
+    return _CAUSAL[clip]
+
+
+def _find_causal_text(clip: nn.Module) -> CausalText | None:
     from open_clip.transformer import TextTransformer  # open_clip loads with a model, not with this module
 
     text = getattr(clip, "text", None)
@@ -87,15 +100,19 @@ class _EncodeText(nn.Module):
         return self.clip.encode_text(tokens, normalize=normalize)
 
 
-def encode_prompts(clip: nn.Module, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+def encode_prompts(
+    clip: nn.Module, tokens: torch.Tensor, normalize: bool = False, host_tokens: torch.Tensor | None = None
+) -> torch.Tensor:
     """`clip.encode_text(tokens)`, with the tokens cut to the longest pooled position where that is exact.
 
     The cut model sees the first `length` rows of its positional embedding and the top-left
     `length x length` of its causal mask, swapped in for this call only (`torch.func.functional_call`):
-    gradients reach the original parameters, and nothing of the model changes.
+    gradients reach the original parameters, and nothing of the model changes. `host_tokens`, the same
+    tokens on the host, give the length without reading `tokens` on their device.
     """
     tower = causal_text(clip)
-    length = tokens.shape[1] if tower is None or not len(tokens) else pooled_length(tower, tokens)
+    lengths_from = tokens if host_tokens is None else host_tokens
+    length = tokens.shape[1] if tower is None or not len(tokens) else pooled_length(tower, lengths_from)
     if length >= tokens.shape[1]:
         return clip.encode_text(tokens, normalize=normalize)
     owner, name = tower.owner, f"clip.{tower.prefix}"
@@ -123,6 +140,8 @@ class ClassPrompts(nn.Module):
         if tokens.dim() != 2 or len(tokens) % num_classes:
             raise ValueError(f"tokens must be [num_classes * templates, length]; got {tuple(tokens.shape)}")
         self.register_buffer("tokens", tokens.view(num_classes, -1, tokens.shape[-1]), persistent=False)
+        self.host_tokens = self.tokens.detach().cpu().clone()
+        """The same tokens, kept on the host when the module moves to a device: the cut lengths come from them."""
         self.train_templates = train_templates
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
@@ -143,20 +162,25 @@ class ClassPrompts(nn.Module):
 
     def step_tokens(self) -> torch.Tensor:
         """The prompts a training step encodes ([C, length] for `first`/`sample`), recording the draw."""
+        return self._step_prompts()[0]
+
+    def _step_prompts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the step's tokens on the module's device, the same on the host), recording the draw."""
         if self.train_templates == "all" or self.num_templates == 1:
             self.drawn = None
-            return self.all_tokens()
+            return self.all_tokens(), self.host_tokens.flatten(0, 1)
         if self.train_templates == "first":
             self.drawn = torch.zeros(self.num_classes, dtype=torch.long)
         else:
             self.drawn = torch.randint(self.num_templates, (self.num_classes,), generator=self.generator)
         rows = torch.arange(self.num_classes)
-        return self.tokens[rows.to(self.tokens.device), self.drawn.to(self.tokens.device)]
+        device = self.tokens.device
+        return self.tokens[rows.to(device), self.drawn.to(device)], self.host_tokens[rows, self.drawn]
 
     def embeddings(self, clip: nn.Module, training: bool) -> torch.Tensor:
         """[C, D] class embeddings through `clip`'s text tower: the step's prompts, or all of them."""
-        tokens = self.step_tokens() if training else self.all_tokens()
-        return class_embeddings(clip, tokens, self.num_classes)
+        tokens, host = self._step_prompts() if training else (self.all_tokens(), self.host_tokens.flatten(0, 1))
+        return class_embeddings(clip, tokens, self.num_classes, host_tokens=host)
 
     def pool(self, prompt_embeddings: torch.Tensor, training: bool) -> torch.Tensor:
         """[C, D] class embeddings from per-prompt ones [C, T, D] (another model's, e.g. a frozen teacher's),
@@ -177,15 +201,31 @@ Encoder = nn.Module | Callable[[torch.Tensor], torch.Tensor]
 """A CLIP model (its prompts go through `encode_prompts`, cut where exact) or any function of the tokens."""
 
 
-def encode_in_chunks(encoder: Encoder, tokens: torch.Tensor, chunk: int = 512) -> torch.Tensor:
-    """[N, D] text features of N prompts, `chunk` prompts at a time (each chunk cut to its own longest)."""
-    encode = (lambda t: encode_prompts(encoder, t)) if isinstance(encoder, nn.Module) else encoder
-    return torch.cat([encode(tokens[i : i + chunk]) for i in range(0, len(tokens), chunk)])
+def encode_in_chunks(
+    encoder: Encoder, tokens: torch.Tensor, chunk: int = 512, host_tokens: torch.Tensor | None = None
+) -> torch.Tensor:
+    """[N, D] text features of N prompts, `chunk` prompts at a time (each chunk cut to its own longest, read from
+    `host_tokens` where given: see `encode_prompts`)."""
+    host = tokens.cpu() if host_tokens is None and tokens.device.type != "cpu" else host_tokens
+
+    def encode(start: int) -> torch.Tensor:
+        part = tokens[start : start + chunk]
+        if not isinstance(encoder, nn.Module):
+            return encoder(part)
+        return encode_prompts(encoder, part, host_tokens=None if host is None else host[start : start + chunk])
+
+    return torch.cat([encode(start) for start in range(0, len(tokens), chunk)])
 
 
-def class_embeddings(encoder: Encoder, tokens: torch.Tensor, num_classes: int, chunk: int = 512) -> torch.Tensor:
+def class_embeddings(
+    encoder: Encoder,
+    tokens: torch.Tensor,
+    num_classes: int,
+    chunk: int = 512,
+    host_tokens: torch.Tensor | None = None,
+) -> torch.Tensor:
     """CLIP's zero-shot weights [C, D] from class-major prompt tokens [C * T, length]: normalise each
     prompt embedding, average per class, normalise again."""
-    embeddings = encode_in_chunks(encoder, tokens, chunk)
+    embeddings = encode_in_chunks(encoder, tokens, chunk, host_tokens)
     embeddings = F.normalize(embeddings.float(), dim=-1).view(num_classes, -1, embeddings.shape[-1])
     return F.normalize(embeddings.mean(dim=1), dim=-1)
