@@ -76,6 +76,15 @@ def tiny_config(tmp_path):
     return make
 
 
+def seed000_augment() -> dict[str, object]:
+    """The seed-000 full fine-tuning arm's augmentation (crop, flip, jitter, affine, erasing, Mixup/CutMix) as
+    `tiny_config` overrides, read from the shipped study."""
+    from clipstudy.studyfile import load_study
+
+    study = load_study(Path(__file__).parents[1] / "studies" / "cifar100_seed000.yaml")
+    return {f"augment__{key}": value for key, value in study.arm_config("full_ft").augment.model_dump().items()}
+
+
 def interrupted_after_first_epoch(cfg, folder: Path) -> Path:
     """Train `cfg`, checkpoint after epoch 1 and stop there (an interrupted trial); return the checkpoint."""
     from clipstudy.engine import Callback, Trainer

@@ -7,7 +7,6 @@ them on the GPU machine, which has no Ray or MLflow: nothing here imports them).
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,18 +16,12 @@ from clipstudy.engine import Trainer
 from clipstudy.engine.streaming import BatchStream, in_order
 from clipstudy.models.attention import fuse_attention
 from clipstudy.models.build import build_model
-from clipstudy.studyfile import build_config, load_study
+from clipstudy.studyfile import build_config
+from tests.conftest import seed000_augment
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 CUDA = torch.device("cuda")
-SEED000 = {
-    f"augment__{key}": value
-    for key, value in load_study(Path(__file__).parents[2] / "studies" / "cifar100_seed000.yaml")
-    .arm_config("full_ft")
-    .augment.model_dump()
-    .items()
-}
-"""The seed-000 full fine-tuning arm's augmentation, read from the shipped study."""
+SEED000 = seed000_augment()
 
 
 def cuda_config(tiny_config, method: str, **overrides):

@@ -12,7 +12,6 @@ are not marked: on a GPU those are read before they travel.
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
@@ -25,7 +24,7 @@ import clipstudy.engine.trainer as trainer_module
 from clipstudy.config import LossConfig
 from clipstudy.engine import Trainer
 from clipstudy.methods import METHODS
-from clipstudy.studyfile import load_study
+from tests.conftest import seed000_augment
 
 aten = torch.ops.aten
 READS_VALUES = {
@@ -46,14 +45,7 @@ CPU_ONLY_CHECKS = {torch.nn.functional.one_hot}
 labels' range with `min().item()` and `max().item()`; with `num_classes` given, the CUDA one leaves that to
 scatter's device asserts. Reads inside them are not counted."""
 
-SEED000_AUGMENT = {
-    f"augment__{key}": value
-    for key, value in load_study(Path(__file__).parents[2] / "studies" / "cifar100_seed000.yaml")
-    .arm_config("full_ft")
-    .augment.model_dump()
-    .items()
-}
-"""The seed-000 full fine-tuning arm's augmentation (crop, flip, jitter, affine, erasing, Mixup/CutMix)."""
+SEED000_AUGMENT = seed000_augment()
 
 
 class HostReads(TorchDispatchMode):
@@ -144,28 +136,46 @@ def epoch_with_reads(trainer: Trainer, epoch: int) -> tuple[dict[str, float], Ho
     return metrics, reads
 
 
-def seed000_trainer(tiny_config, method: str) -> Trainer:
-    """About 30 steps of `method` with the seed-000 augmentation (without Mixup/CutMix where the method's loss pairs
+def seed000_trainer(tiny_config, method: str, **overrides) -> Trainer:
+    """About 15 steps of `method` with the seed-000 augmentation (without Mixup/CutMix where the method's loss pairs
     each image with its class's text, which refuses mixing); batches gathered in this thread (`prefetch: 0`), where
     the mode sees them."""
     augment = dict(SEED000_AUGMENT)
     if any(weight for key, weight in METHODS.get(method).loss_weights(LossConfig()).items() if key != "ce_weight"):
         augment.update(augment__mixup_alpha=0.0, augment__cutmix_alpha=0.0)
-    cfg = tiny_config(method, data__samples_per_class=160, train__batch_size=16, train__prefetch=0, **augment)
+    cfg = tiny_config(
+        method, data__samples_per_class=80, train__batch_size=16, train__prefetch=0, **{**augment, **overrides}
+    )
     return Trainer(cfg)
 
 
-@pytest.mark.parametrize("method", TRAINING_METHODS)
-def test_an_epoch_reads_device_values_only_at_the_finite_checks_and_the_totals(tiny_config, method):
+BOTH_TOWERS = {"lora__towers": ["vision", "text"], "head__kind": "text", "prompts__train_templates": "sample"}
+"""LoRA on both towers with a text head: the step's class prompts go through the adapted text tower every step
+(the GPU check's `lora_both_towers_text_head`), one drawn template per class."""
+CASES = [*((method, {}) for method in TRAINING_METHODS), ("lora", BOTH_TOWERS)]
+
+
+@pytest.mark.parametrize(("method", "overrides"), CASES, ids=[*TRAINING_METHODS, "lora_both_towers_text_head"])
+def test_an_epoch_reads_device_values_only_at_the_finite_checks_and_the_totals(tiny_config, method, overrides):
     """What an epoch may read: the finite-loss checks (every 25 steps and the last), its loss and accuracy totals
-    and one total per logged loss term; a read per step would add about 30."""
-    trainer = seed000_trainer(tiny_config, method)
+    and one total per logged loss term; a read per step would add about 15."""
+    trainer = seed000_trainer(tiny_config, method, **overrides)
     steps = trainer.steps_per_epoch
     metrics, reads = epoch_with_reads(trainer, 1)
-    checks = len({0, trainer_module.FINITE_CHECK_EVERY, steps - 1})
+    checks = len({step for step in range(steps) if step % trainer_module.FINITE_CHECK_EVERY == 0} | {steps - 1})
     terms = sum(key.startswith("train/loss_") for key in metrics)
-    assert steps >= 26, steps
+    assert steps >= 12, steps
     assert checks <= reads.total <= checks + 2 + terms, (steps, terms, dict(reads.reads))
+
+
+@pytest.mark.parametrize("method", ["lora", "linear_probe"])
+def test_predicting_a_split_reads_no_device_value(tiny_config, method):
+    """Validation and feature extraction go through the evaluator: its batches never wait for the device."""
+    trainer = seed000_trainer(tiny_config, method, **(BOTH_TOWERS if method == "lora" else {}))
+    trainer.model.eval()
+    with HostReads(sources(trainer)) as reads:
+        logits, _ = trainer.predict("val")
+    assert len(logits) > trainer.cfg.train.batch_size and reads.total == 0, dict(reads.reads)
 
 
 def test_a_read_per_step_is_found(tiny_config, monkeypatch):
