@@ -52,25 +52,68 @@ def study(name: str, trials: int, epochs: int, samples: int, method: str = "lora
     }
 
 
-def start(workdir: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    log = open(workdir / f"run{len(list(workdir.glob('run*.log')))}.log", "w")  # noqa: SIM115
-    return subprocess.Popen(
-        [CLI, "run", *args, "--local"],
-        cwd=workdir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+RAY_STARTUP_TIMEOUT = "The current node timed out during startup"
+START_ATTEMPTS = 3
 
 
-def wait(process: subprocess.Popen, workdir: Path) -> None:
+class CliRun:
+    """`clipstudy run ARGS --local` in its own process group, its output in `workdir/run<N>.log`.
+
+    Ray gives the node it starts a fixed 30 s to register with its GCS; on a 2-core machine busy with the rest of
+    the suite that can take longer, and the command then exits with `RAY_STARTUP_TIMEOUT`, before the study has
+    recorded anything. Only then is the same command started again, into the same log.
+    """
+
+    def __init__(self, workdir: Path, *args: str):
+        self.workdir, self.args, self.attempts = workdir, args, 0
+        self.log = workdir / f"run{len(list(workdir.glob('run*.log')))}.log"
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen:
+        self.attempts += 1
+        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        with self.log.open("w") as log:
+            return subprocess.Popen(
+                [CLI, "run", *self.args, "--local"],
+                cwd=self.workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def ended(self) -> bool:
+        """True once the command has exited for good (not when Ray timed its node out at start-up)."""
+        if self.process.poll() is None:
+            return False
+        if self.attempts < START_ATTEMPTS and RAY_STARTUP_TIMEOUT in self.log.read_text():
+            self.process = self._start()
+            return False
+        return True
+
+    def wait(self, timeout: float = TIMEOUT_S) -> int:
+        deadline = time.monotonic() + timeout
+        while not self.ended():
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.process.args, timeout)
+            time.sleep(0.2)
+        return self.process.returncode
+
+
+def start(workdir: Path, *args: str) -> CliRun:
+    return CliRun(workdir, *args)
+
+
+def wait(run: CliRun, workdir: Path) -> None:
     try:
-        code = process.wait(timeout=TIMEOUT_S)
+        code = run.wait(timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        os.killpg(run.pid, signal.SIGKILL)
         raise
     logs = "\n".join(p.read_text()[-3000:] for p in sorted(workdir.glob("run*.log")))
     assert code == 0, logs
@@ -88,11 +131,16 @@ def query(workdir: Path, sql: str) -> list[tuple]:
         return []
 
 
-def poll(condition, what: str, timeout: float = TIMEOUT_S, interval: float = 0.2) -> None:
+def poll(condition, what: str, run: CliRun, timeout: float = TIMEOUT_S, interval: float = 0.2) -> None:
+    """Wait for `condition` while `run` goes on; its log ends the wait if it exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
+        if run.ended():
+            raise AssertionError(
+                f"the study exited ({run.process.returncode}) before {what}:\n{run.log.read_text()[-3000:]}"
+            )
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
 
@@ -126,6 +174,7 @@ def test_killed_study_resumes_without_losing_or_duplicating_trials(tmp_path):
     poll(
         lambda: completed_count(tmp_path) >= 1 and trial_run_without_epochs(tmp_path),
         "a completed trial and the next trial's run just opened",
+        first,
         interval=0.02,
     )
     kill_everything_under(first)
@@ -162,17 +211,17 @@ def test_killed_study_resumes_without_losing_or_duplicating_trials(tmp_path):
     assert optuna.trial.TrialState.RUNNING not in states
 
 
-def kill_everything_under(process: subprocess.Popen) -> None:
+def kill_everything_under(run: CliRun) -> None:
     """SIGKILL the study process and every process it started (Ray's daemons and actors included)."""
-    tree = psutil.Process(process.pid).children(recursive=True)
-    os.killpg(process.pid, signal.SIGKILL)
+    tree = psutil.Process(run.pid).children(recursive=True)
+    os.killpg(run.pid, signal.SIGKILL)
     for child in tree:
         with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()
-    process.wait()
+    run.process.wait()
 
 
-def trial_processes(run: subprocess.Popen) -> list[psutil.Process]:
+def trial_processes(run: CliRun) -> list[psutil.Process]:
     """The Tune trial actors started by this run (not by any other Ray on the machine)."""
     found = []
     for process in psutil.Process(run.pid).children(recursive=True):
@@ -187,7 +236,7 @@ def test_killed_worker_resumes_its_trial_from_the_last_epoch(tmp_path):
     path = write_study(tmp_path, study("worker_kill_test", trials=1, epochs=epochs, samples=800, method="full_ft"))
     run = start(tmp_path, str(path))
     epochs_logged = "select max(step) from metrics where key='val/acc'"
-    poll(lambda: (query(tmp_path, epochs_logged) or [(None,)])[0][0] not in (None, 0), "epoch 1 of the trial")
+    poll(lambda: (query(tmp_path, epochs_logged) or [(None,)])[0][0] not in (None, 0), "epoch 1 of the trial", run)
     victims = trial_processes(run)
     assert len(victims) == 1, victims
     victims[0].kill()
@@ -210,7 +259,11 @@ def test_ctrl_c_stops_the_whole_study_and_resume_finishes_it(tmp_path):
     path = write_study(tmp_path, content)
     first = start(tmp_path, str(path))
     epochs_logged = "select max(step) from metrics where key='val/acc'"
-    poll(lambda: (query(tmp_path, epochs_logged) or [(None,)])[0][0] not in (None, 0), "epoch 1 of the first trial")
+    poll(
+        lambda: (query(tmp_path, epochs_logged) or [(None,)])[0][0] not in (None, 0),
+        "epoch 1 of the first trial",
+        first,
+    )
     os.killpg(first.pid, signal.SIGINT)  # what a terminal sends its foreground process group
     assert first.wait(timeout=TIMEOUT_S) == 130
     printed = (tmp_path / "run0.log").read_text()

@@ -61,6 +61,10 @@ RAY = BIN / "ray"
 CLIPSTUDY = BIN / "clipstudy"
 STUDY = Path(__file__).parent / "studies" / "two_node.yaml"
 NODE_START_TIMEOUT_S = 120
+NODE_START_ATTEMPTS = 3
+RAY_STARTUP_TIMEOUT = "The current node timed out during startup"
+"""Ray gives a new node's raylet a fixed 30 s to register with the GCS; on a 2-core machine busy with the rest of
+the suite it can take longer, and `ray start` then exits with this. Only then is the node started again."""
 JOB_TIMEOUT_S = 300
 
 
@@ -154,6 +158,22 @@ class Cluster:
             time.sleep(2)
         raise AssertionError(f"the cluster did not reach {count} nodes in {NODE_START_TIMEOUT_S}s:\n{self.tail_logs()}")
 
+    def start_worker_node(self) -> None:
+        """The second node, started again (with new ports) when Ray timed it out during start-up."""
+        for attempt in range(NODE_START_ATTEMPTS):
+            self.start_node(f"worker{attempt}", f"--address={self.gcs_address}", *_node_ports(free_ports(6)))
+            try:
+                self.wait_for_nodes(2)
+                return
+            except AssertionError:
+                node, log = self.nodes[-1], self.logs[-1]
+                if node.poll() is None or RAY_STARTUP_TIMEOUT not in log.read_text():
+                    raise
+                print(f"worker node timed out during Ray's start-up (attempt {attempt + 1}); starting it again")
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.nodes.pop().pid, signal.SIGKILL)  # what it left of itself
+        raise AssertionError(f"the worker node timed out during start-up {NODE_START_ATTEMPTS} times")
+
     def tail_logs(self, lines: int = 40) -> str:
         return "\n".join(f"--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-lines:]) for log in self.logs)
 
@@ -210,8 +230,7 @@ def cluster() -> Iterator[Cluster]:
             *_node_ports(head[3:]),
         )
         cluster.wait_for_nodes(1)
-        cluster.start_node("worker", f"--address={cluster.gcs_address}", *_node_ports(free_ports(6)))
-        cluster.wait_for_nodes(2)
+        cluster.start_worker_node()
         yield cluster
     finally:
         cluster.stop()
