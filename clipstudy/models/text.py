@@ -160,6 +160,10 @@ class ClassPrompts(nn.Module):
         """[C * T, length], class-major."""
         return self.tokens.flatten(0, 1)
 
+    def _all_prompts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(every prompt's tokens on the module's device, the same on the host), class-major."""
+        return self.all_tokens(), self.host_tokens.flatten(0, 1)
+
     def step_tokens(self) -> torch.Tensor:
         """The prompts a training step encodes ([C, length] for `first`/`sample`), recording the draw."""
         return self._step_prompts()[0]
@@ -168,7 +172,7 @@ class ClassPrompts(nn.Module):
         """(the step's tokens on the module's device, the same on the host), recording the draw."""
         if self.train_templates == "all" or self.num_templates == 1:
             self.drawn = None
-            return self.all_tokens(), self.host_tokens.flatten(0, 1)
+            return self._all_prompts()
         if self.train_templates == "first":
             self.drawn = torch.zeros(self.num_classes, dtype=torch.long)
         else:
@@ -179,7 +183,7 @@ class ClassPrompts(nn.Module):
 
     def embeddings(self, clip: nn.Module, training: bool) -> torch.Tensor:
         """[C, D] class embeddings through `clip`'s text tower: the step's prompts, or all of them."""
-        tokens, host = self._step_prompts() if training else (self.all_tokens(), self.host_tokens.flatten(0, 1))
+        tokens, host = self._step_prompts() if training else self._all_prompts()
         return class_embeddings(clip, tokens, self.num_classes, host_tokens=host)
 
     def pool(self, prompt_embeddings: torch.Tensor, training: bool) -> torch.Tensor:
@@ -206,13 +210,13 @@ def encode_in_chunks(
 ) -> torch.Tensor:
     """[N, D] text features of N prompts, `chunk` prompts at a time (each chunk cut to its own longest, read from
     `host_tokens` where given: see `encode_prompts`)."""
-    host = tokens.cpu() if host_tokens is None and tokens.device.type != "cpu" else host_tokens
+    host = tokens.cpu() if host_tokens is None else host_tokens  # one copy for all chunks (none on a CPU)
 
     def encode(start: int) -> torch.Tensor:
         part = tokens[start : start + chunk]
         if not isinstance(encoder, nn.Module):
             return encoder(part)
-        return encode_prompts(encoder, part, host_tokens=None if host is None else host[start : start + chunk])
+        return encode_prompts(encoder, part, host_tokens=host[start : start + chunk])
 
     return torch.cat([encode(start) for start in range(0, len(tokens), chunk)])
 

@@ -10,6 +10,9 @@ import pytest
 import yaml
 
 PROGRESS_LOG = "progress.log"
+RAY_STARTUP_TIMEOUT = "The current node timed out during startup"
+"""What Ray says when a node's raylet did not register with its GCS within Ray's fixed 30 s, which a 2-core machine
+busy with the rest of the suite can exceed: the tests that start Ray in their own processes start it again then."""
 SMALL_STUDY = {
     "name": "runner_test",
     "base": {

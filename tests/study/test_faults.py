@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 
 from clipstudy.tracking.recovery import INTERRUPTED
 from clipstudy.tracking.schema import ARM, REASON, ROLE, STATUS, TRIAL_ID
+from tests.study.conftest import RAY_STARTUP_TIMEOUT
 
 pytestmark = pytest.mark.slow
 CLI = str(Path(sys.executable).parent / "clipstudy")
@@ -52,7 +53,6 @@ def study(name: str, trials: int, epochs: int, samples: int, method: str = "lora
     }
 
 
-RAY_STARTUP_TIMEOUT = "The current node timed out during startup"
 START_ATTEMPTS = 3
 
 
@@ -103,10 +103,6 @@ class CliRun:
                 raise subprocess.TimeoutExpired(self.process.args, timeout)
             time.sleep(0.2)
         return self.process.returncode
-
-
-def start(workdir: Path, *args: str) -> CliRun:
-    return CliRun(workdir, *args)
 
 
 def wait(run: CliRun, workdir: Path) -> None:
@@ -170,7 +166,7 @@ def trial_run_without_epochs(workdir: Path) -> bool:
 
 def test_killed_study_resumes_without_losing_or_duplicating_trials(tmp_path):
     path = write_study(tmp_path, study("resume_test", trials=3, epochs=3, samples=24))
-    first = start(tmp_path, str(path))
+    first = CliRun(tmp_path, str(path))
     poll(
         lambda: completed_count(tmp_path) >= 1 and trial_run_without_epochs(tmp_path),
         "a completed trial and the next trial's run just opened",
@@ -183,7 +179,7 @@ def test_killed_study_resumes_without_losing_or_duplicating_trials(tmp_path):
     open_before = {r.info.run_id for r in before if r.info.status == "RUNNING"}
     assert 1 <= len(done_before) < 3 and len(open_before) == 1
 
-    wait(start(tmp_path, str(path), "--resume"), tmp_path)
+    wait(CliRun(tmp_path, str(path), "--resume"), tmp_path)
 
     client, after, runs = trials(tmp_path, "resume_test")
     assert len([r for r in runs if r.data.tags.get(ROLE) == "study"]) == 1
@@ -234,7 +230,7 @@ def trial_processes(run: CliRun) -> list[psutil.Process]:
 def test_killed_worker_resumes_its_trial_from_the_last_epoch(tmp_path):
     epochs = 4  # of about 2 s each here: time to see epoch 1 logged and kill the trial before its end
     path = write_study(tmp_path, study("worker_kill_test", trials=1, epochs=epochs, samples=800, method="full_ft"))
-    run = start(tmp_path, str(path))
+    run = CliRun(tmp_path, str(path))
     epochs_logged = "select max(step) from metrics where key='val/acc'"
     poll(lambda: (query(tmp_path, epochs_logged) or [(None,)])[0][0] not in (None, 0), "epoch 1 of the trial", run)
     victims = trial_processes(run)
@@ -257,7 +253,7 @@ def test_ctrl_c_stops_the_whole_study_and_resume_finishes_it(tmp_path):
     content = study("ctrl_c_test", trials=2, epochs=4, samples=200)
     content["arms"].append({"name": "probe", "method": "linear_probe"})
     path = write_study(tmp_path, content)
-    first = start(tmp_path, str(path))
+    first = CliRun(tmp_path, str(path))
     epochs_logged = "select max(step) from metrics where key='val/acc'"
     poll(
         lambda: (query(tmp_path, epochs_logged) or [(None,)])[0][0] not in (None, 0),
@@ -276,7 +272,7 @@ def test_ctrl_c_stops_the_whole_study_and_resume_finishes_it(tmp_path):
     stopped = [r for r in before if r.data.tags[STATUS] == "running"]
     assert stopped and {r.info.status for r in stopped} == {"KILLED"}
 
-    wait(start(tmp_path, str(path), "--resume"), tmp_path)
+    wait(CliRun(tmp_path, str(path), "--resume"), tmp_path)
     assert "probe: no saved search state at" in (tmp_path / "run1.log").read_text()  # it had not started
 
     _, after, runs = trials(tmp_path, "ctrl_c_test")

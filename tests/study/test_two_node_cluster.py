@@ -51,6 +51,7 @@ from clipstudy.tracking.schema import (
     STUDY_ARTIFACT_DIR,
     TRIAL_ID_COLUMN,
 )
+from tests.study.conftest import RAY_STARTUP_TIMEOUT
 
 pytest.importorskip("ray")
 mlflow = pytest.importorskip("mlflow")
@@ -62,9 +63,6 @@ CLIPSTUDY = BIN / "clipstudy"
 STUDY = Path(__file__).parent / "studies" / "two_node.yaml"
 NODE_START_TIMEOUT_S = 120
 NODE_START_ATTEMPTS = 3
-RAY_STARTUP_TIMEOUT = "The current node timed out during startup"
-"""Ray gives a new node's raylet a fixed 30 s to register with the GCS; on a 2-core machine busy with the rest of
-the suite it can take longer, and `ray start` then exits with this. Only then is the node started again."""
 JOB_TIMEOUT_S = 300
 
 
