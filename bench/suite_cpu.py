@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -58,7 +59,7 @@ def busy_core_seconds() -> float:
     """All CPUs' non-idle time so far (user, nice, system, irq, softirq, steal), in seconds."""
     fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return (user + nice + system + irq + softirq + steal) / psutil.os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -106,7 +107,7 @@ def main() -> None:
 
     totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
     for key, entry in seen.items():
-        if key in before:  # started before the command: count only what it did meanwhile is not possible; skip
+        if key in before:  # started before the command (its CPU before is not the command's): left out
             continue
         totals[entry.kind][0] += entry.cpu
         totals[entry.kind][1] += 1
