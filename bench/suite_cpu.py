@@ -66,9 +66,12 @@ def busy_core_seconds() -> float:
 class Seen:
     kind: str
     cpu: float
+    command: str
+    started_s: float
+    """When it was first seen, in seconds after the command started."""
 
 
-def sample(seen: dict[tuple[int, float], Seen], skip: set[int]) -> None:
+def sample(seen: dict[tuple[int, float], Seen], skip: set[int], elapsed: float) -> None:
     for process in psutil.process_iter(["pid", "create_time", "cmdline", "cpu_times"]):
         info = process.info
         if info["pid"] in skip or info["cpu_times"] is None:
@@ -78,17 +81,19 @@ def sample(seen: dict[tuple[int, float], Seen], skip: set[int]) -> None:
         kind = kind_of(info["cmdline"] or [])
         previous = seen.get(key)
         if previous is None:
-            seen[key] = Seen(kind, cpu)
+            seen[key] = Seen(kind, cpu, " ".join(info["cmdline"] or []), elapsed)
         else:
             previous.cpu = max(previous.cpu, cpu)
             if kind not in ("ray worker (starting)", "?"):  # keep the name it had once it ran an actor (an
                 previous.kind = kind  # exiting process's command line reads empty)
+                previous.command = " ".join(info["cmdline"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--interval", type=float, default=0.25)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--processes", type=int, default=0, help="list this many of the costliest processes")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -101,14 +106,13 @@ def main() -> None:
     child = subprocess.Popen(command)
     skip = {psutil.Process().pid}
     while child.poll() is None:
-        sample(seen, skip)
+        sample(seen, skip, time.monotonic() - start)
         time.sleep(args.interval)
     wall, busy = time.monotonic() - start, busy_core_seconds() - busy_start
 
     totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
-    for key, entry in seen.items():
-        if key in before:  # started before the command (its CPU before is not the command's): left out
-            continue
+    ours = [entry for key, entry in seen.items() if key not in before]  # not those started before the command
+    for entry in ours:
         totals[entry.kind][0] += entry.cpu
         totals[entry.kind][1] += 1
     counted = sum(cpu for cpu, _ in totals.values())
@@ -119,6 +123,11 @@ def main() -> None:
     print(f"{'kind':<34}{'processes':>10}{'core-s':>10}{'per process':>13}")
     for kind, (cpu, count) in sorted(totals.items(), key=lambda item: -item[1][0]):
         print(f"{kind:<34}{count:>10}{cpu:>10.1f}{cpu / count:>13.1f}")
+    costliest = sorted(ours, key=lambda entry: -entry.cpu)[: args.processes]
+    if costliest:
+        print(f"\n{'core-s':>8}{'started':>9}  command")
+        for entry in costliest:
+            print(f"{entry.cpu:>8.1f}{entry.started_s:>8.0f}s  {entry.command[:200]}")
     if args.json:
         figures = {
             "command": command,
@@ -126,6 +135,9 @@ def main() -> None:
             "wall_s": wall,
             "busy_core_s": busy,
             "kinds": {kind: {"processes": n, "core_s": cpu} for kind, (cpu, n) in totals.items()},
+            "processes": [
+                {"core_s": e.cpu, "started_s": e.started_s, "kind": e.kind, "command": e.command} for e in costliest
+            ],
         }
         args.json.write_text(json.dumps(figures, indent=2))
     sys.exit(child.returncode)

@@ -10,6 +10,12 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The suite runs three pytest-xdist workers beside Ray's processes on as few as two cores. Each process's torch
+# would start an OpenMP thread per core, and those threads spin while they wait for each other: the tests that
+# are not slow took 546 core-s that way and 302 with one thread (docs/benchmarks.md). Set before torch loads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Each Ray instance the tests start (a dozen) would start an idle worker per CPU that no trial may ever use.
+os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
 
 LONGEST_FIRST = (
     "study/test_two_node_cluster.py",
