@@ -1,4 +1,5 @@
-"""Faults: a killed worker resumes its trial from its last epoch; a killed study resumes with --resume."""
+"""Faults: a killed worker resumes its trial from its last epoch; a killed study, or one stopped with Ctrl-C, resumes
+with --resume."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -227,56 +229,108 @@ def trial_processes(run: CliRun) -> list[psutil.Process]:
     return found
 
 
-def test_killed_worker_resumes_its_trial_from_the_last_epoch(tmp_path):
-    epochs = 4  # of about 2 s each here: time to see epoch 1 logged and kill the trial before its end
-    path = write_study(tmp_path, study("worker_kill_test", trials=1, epochs=epochs, samples=800, method="full_ft"))
-    run = CliRun(tmp_path, str(path))
-    epochs_logged = "select max(step) from metrics where key='val/acc'"
-    poll(lambda: (query(tmp_path, epochs_logged) or [(None,)])[0][0] not in (None, 0), "epoch 1 of the trial", run)
-    victims = trial_processes(run)
+EPOCHS = 4  # of about a second each here: time to see an epoch logged and act before the trial ends
+EPOCHS_LOGGED = "select max(step) from metrics where key='val/acc'"
+
+
+def epoch_logged(workdir: Path) -> bool:
+    """Some trial has logged an epoch after its first evaluation (step 0)."""
+    return (query(workdir, EPOCHS_LOGGED) or [(None,)])[0][0] not in (None, 0)
+
+
+def open_trial_past_its_first_epoch(workdir: Path) -> bool:
+    """A trial run still open has logged epoch 1 or later."""
+    rows = query(
+        workdir,
+        "select count(*) from runs r join tags t on t.run_uuid = r.run_uuid "
+        f"where t.key = '{ROLE}' and t.value = 'trial' and r.status = 'RUNNING' and exists "
+        "(select 1 from metrics m where m.run_uuid = r.run_uuid and m.key = 'val/acc' and m.step >= 1)",
+    )
+    return bool(rows and rows[0][0])
+
+
+@dataclass
+class StoppedStudy:
+    """What the worker-kill and Ctrl-C scenario saw (one study run shared by the two tests below: each run of
+    the study command starts Ray, and each trial actor imports torch and the engine, which is most of the
+    suite's time on a small machine)."""
+
+    workdir: Path
+    study_file: Path
+    logged_when_killed: int
+    exit_code: int
+    printed: str
+    before: list  # the trial runs when the first run had exited
+    runs_before: list  # every run of the experiment then, the parent included
+    after: list  # the trial runs once --resume finished
+    runs_after: list
+    client: MlflowClient
+
+
+@pytest.fixture(scope="module")
+def stopped_study(tmp_path_factory) -> StoppedStudy:
+    """Two LoRA trials and a probe arm. While the first trial trains, its process is killed (Tune restores it
+    from its last epoch's checkpoint in a new actor); once it has completed and the second trial has logged an
+    epoch, the study gets Ctrl-C. Then `--resume` finishes it."""
+    workdir = tmp_path_factory.mktemp("stopped")
+    content = study("ctrl_c_test", trials=2, epochs=EPOCHS, samples=400)
+    content["arms"].append({"name": "probe", "method": "linear_probe"})
+    path = write_study(workdir, content)
+    first = CliRun(workdir, str(path))
+    poll(lambda: epoch_logged(workdir), "epoch 1 of the first trial", first)
+    victims = trial_processes(first)
     assert len(victims) == 1, victims
     victims[0].kill()
-    logged_when_killed = query(tmp_path, epochs_logged)[0][0]
-    assert logged_when_killed < epochs, "the trial had finished before the kill: nothing was resumed"
-    wait(run, tmp_path)
-
-    client, after, _ = trials(tmp_path, "worker_kill_test")
-    assert len(after) == 1 and after[0].data.tags[STATUS] == "completed"
-    steps = [m.step for m in client.get_metric_history(after[0].info.run_id, "val/acc")]
-    assert steps.count(0) == 1, f"restarted from scratch instead of the checkpoint: {steps}"
-    assert set(steps) == set(range(epochs + 1))
-    assert "test/acc" in after[0].data.metrics
-
-
-def test_ctrl_c_stops_the_whole_study_and_resume_finishes_it(tmp_path):
-    """Tune alone would end only the arm it is searching and the study would go on with the next arm."""
-    content = study("ctrl_c_test", trials=2, epochs=4, samples=200)
-    content["arms"].append({"name": "probe", "method": "linear_probe"})
-    path = write_study(tmp_path, content)
-    first = CliRun(tmp_path, str(path))
-    epochs_logged = "select max(step) from metrics where key='val/acc'"
+    logged_when_killed = query(workdir, EPOCHS_LOGGED)[0][0]
     poll(
-        lambda: (query(tmp_path, epochs_logged) or [(None,)])[0][0] not in (None, 0),
-        "epoch 1 of the first trial",
+        lambda: completed_count(workdir) == 1 and open_trial_past_its_first_epoch(workdir),
+        "the restored first trial completed and the second past its first epoch",
         first,
+        interval=0.05,
     )
     os.killpg(first.pid, signal.SIGINT)  # what a terminal sends its foreground process group
-    assert first.wait(timeout=TIMEOUT_S) == 130
-    printed = (tmp_path / "run0.log").read_text()
-    assert f"Continue with: clipstudy run {path} --local --resume\n" in printed  # one line, to copy
-    assert "Tuner.restore" not in printed  # Tune's advice is not the user's next step
-    _, before, runs = trials(tmp_path, "ctrl_c_test")
-    assert {r.data.tags[ARM] for r in before} == {"lora"}, "no arm starts after Ctrl-C"
-    (parent,) = [r for r in runs if r.data.tags.get(ROLE) == "study"]
+    exit_code = first.wait(timeout=TIMEOUT_S)
+    _, before, runs_before = trials(workdir, "ctrl_c_test")
+    wait(CliRun(workdir, str(path), "--resume"), workdir)
+    client, after, runs_after = trials(workdir, "ctrl_c_test")
+    return StoppedStudy(
+        workdir,
+        path,
+        logged_when_killed,
+        exit_code,
+        (workdir / "run0.log").read_text(),
+        before,
+        runs_before,
+        after,
+        runs_after,
+        client,
+    )
+
+
+def test_killed_worker_resumes_its_trial_from_the_last_epoch(stopped_study):
+    assert stopped_study.logged_when_killed < EPOCHS, "the trial had finished before the kill: nothing was resumed"
+    (restored,) = [r for r in stopped_study.before if r.data.tags[STATUS] == "completed"]
+    assert restored.info.status == "FINISHED"
+    steps = [m.step for m in stopped_study.client.get_metric_history(restored.info.run_id, "val/acc")]
+    assert steps.count(0) == 1, f"restarted from scratch instead of the checkpoint: {steps}"
+    assert set(steps) == set(range(EPOCHS + 1))
+    assert "test/acc" in restored.data.metrics
+
+
+def test_ctrl_c_stops_the_whole_study_and_resume_finishes_it(stopped_study):
+    """Tune alone would end only the arm it is searching and the study would go on with the next arm."""
+    s = stopped_study
+    assert s.exit_code == 130
+    assert f"Continue with: clipstudy run {s.study_file} --local --resume\n" in s.printed  # one line, to copy
+    assert "Tuner.restore" not in s.printed  # Tune's advice is not the user's next step
+    assert {r.data.tags[ARM] for r in s.before} == {"lora"}, "no arm starts after Ctrl-C"
+    (parent,) = [r for r in s.runs_before if r.data.tags.get(ROLE) == "study"]
     assert parent.info.status == "KILLED"
-    stopped = [r for r in before if r.data.tags[STATUS] == "running"]
+    stopped = [r for r in s.before if r.data.tags[STATUS] == "running"]
     assert stopped and {r.info.status for r in stopped} == {"KILLED"}
 
-    wait(CliRun(tmp_path, str(path), "--resume"), tmp_path)
-    assert "probe: no saved search state at" in (tmp_path / "run1.log").read_text()  # it had not started
-
-    _, after, runs = trials(tmp_path, "ctrl_c_test")
-    assert len([r for r in runs if r.data.tags.get(ROLE) == "study"]) == 1
-    statuses = sorted((r.data.tags[ARM], r.data.tags[STATUS]) for r in after)
+    assert "probe: no saved search state at" in (s.workdir / "run1.log").read_text()  # it had not started
+    assert len([r for r in s.runs_after if r.data.tags.get(ROLE) == "study"]) == 1
+    statuses = sorted((r.data.tags[ARM], r.data.tags[STATUS]) for r in s.after)
     assert statuses == [("lora", "completed"), ("lora", "completed"), ("probe", "completed")]
-    assert {r.info.run_id for r in stopped} <= {r.info.run_id for r in after}, "the stopped trial kept its run"
+    assert {r.info.run_id for r in stopped} <= {r.info.run_id for r in s.after}, "the stopped trial kept its run"

@@ -1,4 +1,4 @@
-"""A study submitted with `ray job submit` to a real two-node Ray cluster on loopback (CPU only, ~4-5 min).
+"""A study submitted with `ray job submit` to a real two-node Ray cluster on loopback (CPU only, ~3 min alone).
 
 The study is submitted twice to the one cluster, as a command (`clipstudy run study.yaml`) and as a Python
 script that runs it through the API (`python study.py`, written as studies/quickstart.py is), each job with
