@@ -238,13 +238,15 @@ def epoch_logged(workdir: Path) -> bool:
     return (query(workdir, EPOCHS_LOGGED) or [(None,)])[0][0] not in (None, 0)
 
 
-def open_trial_past_its_first_epoch(workdir: Path) -> bool:
-    """A trial run still open has logged epoch 1 or later."""
+def running_trial_past_its_first_epoch(workdir: Path) -> bool:
+    """A trial whose status is still `running` has logged epoch 1 or later. (A trial's status turns `completed`
+    when its last epoch is recorded, while its MLflow run is still open.)"""
     rows = query(
         workdir,
         "select count(*) from runs r join tags t on t.run_uuid = r.run_uuid "
-        f"where t.key = '{ROLE}' and t.value = 'trial' and r.status = 'RUNNING' and exists "
-        "(select 1 from metrics m where m.run_uuid = r.run_uuid and m.key = 'val/acc' and m.step >= 1)",
+        f"where t.key = '{STATUS}' and t.value = 'running' and r.status = 'RUNNING' "
+        f"and exists (select 1 from tags k where k.run_uuid = r.run_uuid and k.key = '{ROLE}' and k.value = 'trial') "
+        "and exists (select 1 from metrics m where m.run_uuid = r.run_uuid and m.key = 'val/acc' and m.step >= 1)",
     )
     return bool(rows and rows[0][0])
 
@@ -283,7 +285,7 @@ def stopped_study(tmp_path_factory) -> StoppedStudy:
     victims[0].kill()
     logged_when_killed = query(workdir, EPOCHS_LOGGED)[0][0]
     poll(
-        lambda: completed_count(workdir) == 1 and open_trial_past_its_first_epoch(workdir),
+        lambda: completed_count(workdir) == 1 and running_trial_past_its_first_epoch(workdir),
         "the restored first trial completed and the second past its first epoch",
         first,
         interval=0.05,
