@@ -34,7 +34,7 @@ def write_study(folder: Path, content: dict) -> Path:
     return path
 
 
-def study(name: str, trials: int, epochs: int, samples: int, method: str = "lora") -> dict:
+def study(name: str, trials: int, epochs: int, samples: int) -> dict:
     return {
         "name": name,
         "base": {
