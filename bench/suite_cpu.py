@@ -78,15 +78,15 @@ def sample(seen: dict[tuple[int, float], Seen], skip: set[int], elapsed: float) 
             continue
         key = (info["pid"], info["create_time"])
         cpu = info["cpu_times"].user + info["cpu_times"].system
-        kind = kind_of(info["cmdline"] or [])
+        kind, command = kind_of(info["cmdline"] or []), " ".join(info["cmdline"] or [])
         previous = seen.get(key)
         if previous is None:
-            seen[key] = Seen(kind, cpu, " ".join(info["cmdline"] or []), elapsed)
+            seen[key] = Seen(kind, cpu, command, elapsed)
         else:
             previous.cpu = max(previous.cpu, cpu)
             if kind not in ("ray worker (starting)", "?"):  # keep the name it had once it ran an actor (an
                 previous.kind = kind  # exiting process's command line reads empty)
-                previous.command = " ".join(info["cmdline"])
+                previous.command = command
 
 
 def main() -> None:

@@ -25,4 +25,4 @@ def test_a_busy_child_is_counted_and_listed(tmp_path):
     (busiest,) = [p for p in report["processes"] if str(script) in p["command"]]
     assert 0.5 <= busiest["core_s"] < 5 and busiest["started_s"] < 5
     assert sum(kind["core_s"] for kind in report["kinds"].values()) >= busiest["core_s"]
-    assert f"{str(script)[:150]}" in done.stdout  # the costliest processes are printed with their command
+    assert str(script) in done.stdout  # the costliest processes are printed with their command
