@@ -111,12 +111,10 @@ class ProgressCallback:
 
 
 def parameter_summary(trainer) -> Table:
-    table = Table("module", "trainable", "total", title="parameters")
-    for name, module in trainer.model.named_children():
-        params = list(module.parameters())
-        table.add_row(
-            name, f"{sum(p.numel() for p in params if p.requires_grad):,}", f"{sum(p.numel() for p in params):,}"
-        )
+    """Parameters by part; `total_params` counts the parts a prediction runs through."""
+    table = Table("part", "trainable", "total", "in total_params", title="parameters")
+    for part in trainer.model.param_parts():
+        table.add_row(part.name, f"{part.trainable:,}", f"{part.total:,}", "yes" if part.counted else "no (not used)")
     return table
 
 

@@ -48,6 +48,8 @@ def test_dry_run_prints_config_and_trainable_params(tmp_path):
     # clipstudy-micro: 4 vision blocks x (q, v) x r(96 + 96) + linear head 64*10 + 10
     assert trainable == 4 * 2 * 4 * 192 + 650
     assert "r: 4" in result.output
+    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") == 5}
+    assert "yes" in rows["image tower"] and "no (not used)" in rows["text tower"]  # a linear head: text unused
 
 
 def test_train_runs_a_trial_and_writes_results(tmp_path):

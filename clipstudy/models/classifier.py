@@ -3,6 +3,8 @@ text tower when it adapts)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -10,6 +12,17 @@ from clipstudy.models.heads import TextHead
 from clipstudy.models.text import ClassPrompts
 
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+@dataclass(frozen=True)
+class ParamPart:
+    """One part of the model in the parameter counts."""
+
+    name: str
+    trainable: int
+    total: int
+    counted: bool
+    """In `total_params`: a prediction runs through this part."""
 
 
 class ImageClassifier(nn.Module):
@@ -63,16 +76,31 @@ class ImageClassifier(nn.Module):
         self._eval_class_weights = None
         return super().train(mode)
 
+    def param_parts(self) -> list[ParamPart]:
+        """Trainable and total parameters by part (adapters count in the part they adapt), and whether a
+        prediction runs through it: the text tower only does when it is live."""
+        visual = {id(p) for p in self.clip.visual.parameters()}
+        parts: dict[str, list[nn.Parameter]] = {"image tower": [], "text tower": [], "logit scale/bias": []}
+        for name, param in self.clip.named_parameters():
+            if id(param) in visual:
+                parts["image tower"].append(param)
+            else:
+                parts["logit scale/bias" if name.startswith("logit_") else "text tower"].append(param)
+        parts["head"] = list(self.head.parameters())
+        counted = {"image tower": True, "text tower": self.live_text, "logit scale/bias": False, "head": True}
+        return [
+            ParamPart(
+                name, sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params), counted[name]
+            )
+            for name, params in parts.items()
+            if params
+        ]
+
     def param_counts(self) -> tuple[int, int]:
-        """(trainable, total) over what a prediction runs through: the image tower and the head, plus
-        the text tower when it is live. Adapters count in both."""
-        if self.live_text:
-            backbone = [p for n, p in self.clip.named_parameters() if not n.startswith("logit_")]
-        else:
-            backbone = list(self.clip.visual.parameters())
-        total = sum(p.numel() for p in backbone) + sum(p.numel() for p in self.head.parameters())
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        return trainable, total
+        """(trainable, total): every trainable parameter, over the parameters a prediction runs through (the
+        image tower and the head, plus the text tower when it is live)."""
+        parts = self.param_parts()
+        return sum(part.trainable for part in parts), sum(part.total for part in parts if part.counted)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """What training changes: the trainable parameters, and the running statistics of batch norms
