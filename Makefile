@@ -14,7 +14,7 @@ export RAY_ENABLE_UV_RUN_RUNTIME_ENV := 0
 # sympy, MLflow, ... from source: about 30 s of CPU instead of 10 (docs/benchmarks.md, the test suite's wall time).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: install uv browser demo test test-fast lint bench gpu-check
+.PHONY: install uv browser demo test test-fast lint bench gpu-check device-preflight
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -55,3 +55,8 @@ bench: install
 # The one GPU check (bench/gpu_check.py): on a GPU machine see its docstring; here it runs in smoke mode.
 gpu-check: install
 	$(RUN) python bench/gpu_check.py --out gpu_check
+
+# Before a GPU session: the check's CUDA test command, the engine's tests and the smoke check, run here in the
+# GPU machine's software (Python 3.12, torch 2.11, no Ray or MLflow, the wheels of bench/gpu_wheels.sh).
+device-preflight: uv
+	UV="$(UV)" bash bench/device_preflight.sh

@@ -7,6 +7,8 @@ wheels beforehand, under 40 MiB):
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
     PYTHONPATH=/tmp/site:. python3 bench/gpu_check.py --out gpu_check     # about 6 minutes on one H100/H200
 
+`make device-preflight` (bench/device_preflight.sh) rehearses this here beforehand, in that machine's software.
+
 Without a GPU (or with --smoke) it runs every section at toy size on the CPU in seconds (`make gpu-check`;
 tests/bench/test_gpu_check.py runs it), so the script cannot rot. It writes gpu_check.json (everything) and
 gpu_check.md (the tables and the goals) to --out after every section, so a run cut short keeps what it
@@ -17,7 +19,9 @@ GPU-resident synthetic dataset at 224 px, bf16 autocast, fp32 weights, batch 256
 selection, allocator, compilation), then a timed epoch, synchronised. Utilisation (MFU) divides the analytic
 FLOPs (bench/_flops.py) by the elapsed time and by the bf16 dense peak, both measured here (an 8192^3 matrix
 product) and from the datasheet (989 TFLOP/s for H100/H200 SXM). The augmentation share is the time CUDA
-events put around the train transform and Mixup/CutMix inside the timed epoch, over the epoch's time.
+events put around the train transform and Mixup/CutMix inside the timed epoch, over the epoch's time. The
+training cases of the goals run again at batch 8: that step's time over the batch-256 step's is the share of a
+step that does not grow with the batch (host work, kernel launches), the part compilation can remove.
 """
 
 from __future__ import annotations
@@ -77,14 +81,16 @@ class Scale:
     image_size: int
     num_classes: int
     share_seconds: float
+    small_batch: int
+    """The batch of the fixed-cost figure: small enough that the per-image work is a minor part of its step."""
 
     @property
     def device(self) -> str:
         return "cpu" if self.smoke else "cuda"
 
 
-GPU = Scale(False, ("ViT-B-32", "ViT-B-16"), 256, 20, 224, 100, 10.0)
-SMOKE = Scale(True, ("clipstudy-tiny",), 16, 3, 32, 10, 1.0)
+GPU = Scale(False, ("ViT-B-32", "ViT-B-16"), 256, 20, 224, 100, 10.0, 8)
+SMOKE = Scale(True, ("clipstudy-tiny",), 16, 3, 32, 10, 1.0, 2)
 
 
 # ----- data: one synthetic set per size, generated once per process --------------------------------------
@@ -222,9 +228,11 @@ def with_utilisation(row: dict[str, Any], peak_tflops: float | None) -> dict[str
     return row
 
 
-def measure_training(case: Case, arch: str, scale: Scale, peak_tflops: float | None) -> dict[str, Any]:
-    images = scale.batch * scale.steps
-    cfg = config(scale, case.method, arch, images, **case.overrides)
+def measure_training(
+    case: Case, arch: str, scale: Scale, peak_tflops: float | None, batch: int | None = None
+) -> dict[str, Any]:
+    batch = batch or scale.batch
+    cfg = config(scale, case.method, arch, batch * scale.steps, **case.overrides, train__batch_size=batch)
     previous = trainer_module.GPU_RESIDENT_BYTES
     if case.streamed:
         trainer_module.GPU_RESIDENT_BYTES = 0
@@ -253,15 +261,16 @@ def measure_training(case: Case, arch: str, scale: Scale, peak_tflops: float | N
     elapsed = time.perf_counter() - start
     clip = trainer.model.clip
     flops = train_flops_per_image(
-        clip, trains_backbone=case.method == "full_ft", batch=scale.batch, prompts_per_step=prompts_per_step(trainer)
+        clip, trains_backbone=case.method == "full_ft", batch=batch, prompts_per_step=prompts_per_step(trainer)
     )
     row = {
         "case": case.name,
         "arch": arch,
         "method": case.method,
-        "batch": scale.batch,
+        "batch": batch,
         "steps": trainer.steps_per_epoch,
         "img_s": seen / elapsed,
+        "step_ms": 1e3 * elapsed / trainer.steps_per_epoch,
         "trainable_params": trainer.trainable_params,
         "gflop_per_image": flops / 1e9,
         "tflops": flops * seen / elapsed / 1e12,
@@ -272,6 +281,23 @@ def measure_training(case: Case, arch: str, scale: Scale, peak_tflops: float | N
         "streamed": case.streamed,
     }
     return with_utilisation(row, peak_tflops)
+
+
+def measure_fixed_cost(case: Case, full: dict[str, Any], scale: Scale) -> dict[str, Any]:
+    """What a step costs that does not grow with the batch: the same case at a small batch, against its step
+    at the full batch. Its share of the full step is the time the batch's arithmetic does not explain: the
+    host issuing kernels and the kernels' own floor, which compilation (fewer, fused kernels) attacks; a
+    small share says the time is in the kernels themselves."""
+    small = measure_training(case, full["arch"], scale, None, batch=scale.small_batch)
+    return {
+        "case": case.name,
+        "arch": full["arch"],
+        "small_batch": scale.small_batch,
+        "small_batch_step_ms": small["step_ms"],
+        "batch": full["batch"],
+        "step_ms": full["step_ms"],
+        "fixed_share": small["step_ms"] / full["step_ms"],
+    }
 
 
 def measure_extraction(arch: str, scale: Scale, peak_tflops: float | None) -> dict[str, Any]:
@@ -606,6 +632,25 @@ def markdown(report: dict[str, Any]) -> str:
             f"{r.get('mfu_measured_peak', 0):.1%} | {r.get('mfu_datasheet', 0):.1%} | {r['augment_share']:.1%} | {mem} "
             f"| {r['trainable_params']:,} | {r.get('warmup_s', 0):.1f} |"
         )
+    if report.get("fixed_cost"):
+        lines += [
+            "",
+            "## Per-step cost that does not grow with the batch",
+            "",
+            "The same case at a small batch: its step time over the full batch's is the share of the step that the "
+            "batch's arithmetic does not explain (kernel launches, host work, kernel floors).",
+            "",
+            "| arch | case | small batch | its step ms | batch | step ms | share of the step |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in report["fixed_cost"]:
+            if "error" in r:
+                lines.append(f"| {r['arch']} | {r['case']} | error: {r['error']} |||||")
+                continue
+            lines.append(
+                f"| {r['arch']} | {r['case']} | {r['small_batch']} | {r['small_batch_step_ms']:.1f} | {r['batch']} | "
+                f"{r['step_ms']:.1f} | {r['fixed_share']:.0%} |"
+            )
     for title, key in (
         ("Host synchronisations (an epoch of full FT + seed-000 augmentation; each op)", "syncs"),
         ("GPU sharing", "sharing"),
@@ -695,6 +740,15 @@ def main() -> None:
         write(report, args.out)
     for case in [c for c in cases if c.compiles]:
         keep("features", case.name, attempt(f"{first} {case.name}", 80, measure_training, case, first, scale, peak))
+    measured = {(r["case"], r["arch"]): r for r in report["training"] if "step_ms" in r}
+    for case in training_cases():
+        full = measured.get((case.name, first))
+        if full is not None:
+            label = f"{first} {case.name} at batch {scale.small_batch}"
+            row = attempt(label, 15, measure_fixed_cost, case, full, scale)
+            if row is not None:
+                report.setdefault("fixed_cost", []).append(row)
+                write(report, args.out)
     alone = report.get("sharing", {}).get("alone_img_s")
     if alone and not args.smoke:
         mps = attempt("two trials sharing the GPU under MPS", 60, measure_sharing_mps, args.smoke, alone)

@@ -44,6 +44,12 @@ def test_the_smoke_run_measures_every_case_and_writes_both_reports(tmp_path):
     by_case = {r["case"]: r for r in rows}
     assert by_case["full_ft_seed000_augment"]["trainable_params"] > by_case["lora"]["trainable_params"] > 0
     assert by_case["full_ft_seed000_augment"]["augment_share"] > 0  # the seed-000 ops and Mixup/CutMix ran
+    fixed = {r["case"]: r for r in report["fixed_cost"]}
+    assert set(fixed) == {"lora", "lora_both_towers_text_head", "full_ft_seed000_augment"}
+    for name, row in fixed.items():
+        assert row["small_batch"] == 2 and row["batch"] == 16 and row["step_ms"] == by_case[name]["step_ms"]
+        assert row["small_batch_step_ms"] > 0 and row["fixed_share"] == row["small_batch_step_ms"] / row["step_ms"]
+    assert "## Per-step cost that does not grow with the batch" in (tmp_path / "gpu_check.md").read_text()
     sharing = report["sharing"]
     assert sharing["alone_img_s"] > 0 and len(sharing["pair_img_s"]) == 2 and sharing["total_over_alone"] > 0
     text = (tmp_path / "gpu_check.md").read_text()
