@@ -35,7 +35,7 @@ class Listing(enum.StrEnum):
 
 
 def fail(error: ClipstudyError) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+    errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(1 if isinstance(error, TrialFailed) else USAGE_ERROR)
 
 
@@ -194,7 +194,7 @@ def validate(
     try:
         nodes = load_launcher_cluster(cluster) if cluster else None
     except ClipstudyError as error:
-        errors.print(f"[bold red]invalid:[/] {error}", highlight=False, soft_wrap=True)
+        errors.print(f"[bold red]invalid:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(USAGE_ERROR) from None
     files = [f for p in paths for f in (sorted(p.glob("*.yaml")) if p.is_dir() else [p])]
     failed = 0
@@ -206,7 +206,7 @@ def validate(
                 check(study, study.arms, nodes, where=f"{file}: ")
         except ClipstudyError as error:
             failed += 1
-            errors.print(f"[bold red]invalid:[/] {error}", highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]invalid:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             continue
         trials = sum(arm.trials for arm in study.arms)
         fits = f"; fits {cluster}" if nodes else ""
@@ -244,13 +244,19 @@ def run(
         with shown_warnings():  # the study's and its --set keys' warnings, printed before Ray starts
             trials = run_study(study_file, options)
     except StudyInterrupted as error:
-        errors.print(f"[bold yellow]stopped:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+        errors.print(f"[bold yellow]stopped:[/] {escape(str(error))}", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(INTERRUPTED) from None
     except ClipstudyError as error:
         raise fail(error) from None
-    from clipstudy.analysis.summary import print_summary
+    from clipstudy.analysis.summary import failure_note, print_summary
 
     print_summary(console, trials, trials.attrs.get("tracking_uri"), str(study_file))
+    note, every_trial_failed = failure_note(trials)
+    if note is not None:
+        label = "[bold red]error:[/]" if every_trial_failed else "[bold yellow]warning:[/]"
+        errors.print(f"{label} {escape(note)}", highlight=False, markup=True, soft_wrap=True)
+    if every_trial_failed:  # nothing was learnt: a script or CI job running the study must see it
+        raise typer.Exit(1)
 
 
 @app.command()

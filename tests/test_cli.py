@@ -111,6 +111,50 @@ def test_run_without_a_cluster_says_how_to_get_one(tmp_path, monkeypatch):
     assert "--local" in result.output and "RAY_ADDRESS" in result.output
 
 
+def test_a_local_run_with_missing_data_stops_before_ray_starts(tmp_path, monkeypatch):
+    import ray
+
+    monkeypatch.chdir(tmp_path)
+    missing = tmp_path / "my photos"
+    result = runner.invoke(
+        app, ["run", QUICKSTART, "--local", "--set", f"data.root={missing}", "--set", "data.name=imagefolder"]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"error: arm 'zero_shot': imagefolder: data.root {missing} is not a folder" in " ".join(
+        result.output.split()
+    )
+    assert not ray.is_initialized()
+    assert not (tmp_path / "runs").exists()  # no trial, no search state
+
+
+def test_a_run_whose_every_trial_failed_exits_1_with_the_reasons(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from clipstudy.study import runner as study_runner
+    from clipstudy.tracking.schema import ARM_COLUMN, METHOD_COLUMN, REASON_COLUMN, STATUS_COLUMN
+
+    def run_study(study_file, options):
+        reason = "weights 'openai' for 'ViT-B-32' are not cached ([no network])"
+        trials = pd.DataFrame(
+            {ARM_COLUMN: ["zs", "lora"], METHOD_COLUMN: ["zero_shot", "lora"], STATUS_COLUMN: ["failed", statuses[1]]}
+        )
+        trials[REASON_COLUMN] = [reason, reason if statuses[1] == "failed" else None]
+        trials["metrics.best_val/acc"] = [float("nan"), 0.5]
+        trials.attrs.update(tracking_uri="sqlite:///mlflow.db", metric="val/acc", mode="max")
+        return trials
+
+    monkeypatch.setattr(study_runner, "run_study", run_study)
+    statuses = ["failed", "failed"]
+    result = runner.invoke(app, ["run", QUICKSTART, "--local"])
+    assert result.exit_code == 1, result.output
+    assert "error: every trial failed (2):" in result.output
+    assert "zs, lora: weights 'openai' for 'ViT-B-32' are not cached ([no network])" in result.output
+    statuses[1] = "completed"
+    result = runner.invoke(app, ["run", QUICKSTART, "--local"])
+    assert result.exit_code == 0, result.output
+    assert "warning: 1 of 2 trials failed (1):" in result.output and "  zs: weights 'openai'" in result.output
+
+
 def test_validate_checks_resources_against_a_cluster_launcher_config(tmp_path):
     cluster = str(Path(QUICKSTART).parents[1] / "cluster.yaml")
     shipped = Path(QUICKSTART).parent

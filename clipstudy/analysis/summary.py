@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clipstudy.analysis.selection import best_trials, status_counts, study_order
-from clipstudy.tracking.schema import METHOD_COLUMN, STATUSES
+from clipstudy.tracking.schema import ARM_COLUMN, METHOD_COLUMN, REASON_COLUMN, STATUS_COLUMN, STATUSES
 
 
 def print_table(console: Console, table: Table) -> None:
@@ -59,3 +59,21 @@ def print_summary(
         console.print(f"compare the arms: clipstudy report {study_ref}", highlight=False, soft_wrap=True)
     elif tracking_uri:
         console.print(f"open the MLflow UI: mlflow ui --backend-store-uri {tracking_uri}", highlight=False)
+
+
+def failure_note(trials: pd.DataFrame, shown: int = 3) -> tuple[str | None, bool]:
+    """(what to say about the failed trials of `trials`, whether every trial failed): their count and their
+    distinct reasons, each with the arms it hit; (None, False) when none failed."""
+    if trials.empty or STATUS_COLUMN not in trials:
+        return None, False
+    failed = trials[trials[STATUS_COLUMN] == "failed"]
+    if failed.empty:
+        return None, False
+    reasons = failed.get(REASON_COLUMN, pd.Series("", index=failed.index)).fillna("").replace("", "no reason recorded")
+    arms = failed[ARM_COLUMN].groupby(reasons, sort=False).unique()
+    every = len(failed) == len(trials)
+    head = f"{'every trial' if every else f'{len(failed)} of {len(trials)} trials'} failed ({len(failed)})"
+    lines = [f"{head}:"] + [f"  {', '.join(map(str, names))}: {reason}" for reason, names in arms.head(shown).items()]
+    if len(arms) > shown:
+        lines.append(f"  ... and {len(arms) - shown} other reason(s): see each run's failure.txt")
+    return "\n".join(lines), every

@@ -247,6 +247,14 @@ def open_eval_set(cfg: DataConfig, image_size: int, per_class: int | None = None
     return EvalSet(cfg.name, source.classnames, source.templates, test, source.raw_classnames)
 
 
+def check_available(cfg: DataConfig, image_size: int) -> None:
+    """Open `cfg.name` as a trial would, without decoding anything: its files listed (downloaded first where
+    `data.download` allows), its splits held out. A missing or malformed dataset raises its `DataError`; a
+    built-in one has nothing to miss and is not opened. `image_size` only sets what files would decode to."""
+    if dataset_origin(cfg.name) != "builtin":
+        _open(cfg, image_size)
+
+
 def keep_classes(split: AnySplit, classes: Sequence[int]) -> AnySplit:
     """The samples of `classes`, relabelled 0..len(classes)-1 in the order given."""
     lookup = torch.full((int(max(classes)) + 1,), -1, dtype=torch.int64)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipstudy.config import TrialConfig
+from clipstudy.config import DataConfig, TrialConfig
 from clipstudy.data import DataBundle, EvalSet, Split, open_eval_set
 from clipstudy.data.templates import choose_templates
 from clipstudy.engine.evaluator import Evaluator
@@ -62,15 +62,19 @@ def open_transfer_sets(
 
     The new classes are prompted as the trial's own (`prompts.custom`, `prompts.classnames`); retention
     datasets keep their own names and templates."""
-    retention = []
-    for name in cfg.eval.retention:
-        data_cfg = cfg.data.model_copy(update={"name": name, "shots": None, "shot_seed": None, "classes": "all"})
-        retention.append(open_eval_set(data_cfg, image_size, cfg.eval.retention_per_class))
+    retention = [open_eval_set(data_cfg, image_size, cfg.eval.retention_per_class) for data_cfg in retention_data(cfg)]
     new_classes = data.new_classes
     if new_classes is not None:
         names = prompt_classnames(cfg, data)[1]
         new_classes = replace(new_classes, classnames=names, templates=cfg.prompts.custom or new_classes.templates)
     return TransferSets(new_classes, retention, interpolation)
+
+
+def retention_data(cfg: TrialConfig) -> list[DataConfig]:
+    """The data configs of `eval.retention`'s datasets: read like `data.name` (same data.root, download, split
+    seed), whole (no few-shot draw, every class)."""
+    update = {"shots": None, "shot_seed": None, "classes": "all"}
+    return [cfg.data.model_copy(update={"name": name, **update}) for name in cfg.eval.retention]
 
 
 @torch.no_grad()

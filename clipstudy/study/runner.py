@@ -19,6 +19,7 @@ import ray
 import yaml
 from ray import tune
 
+from clipstudy.engine.preflight import check_inputs
 from clipstudy.errors import ConfigError, StudyInterrupted
 from clipstudy.study.cluster import check_feasible
 from clipstudy.study.driver import ArmSpec, trial_driver
@@ -183,7 +184,11 @@ def resume_command(study_file: Path, options: RunOptions) -> str:
 
 
 def run_study(study: str | Path | Study, options: RunOptions | None = None) -> pd.DataFrame:
-    """Run (or resume) every arm of a study, or the named ones; returns one row per trial.
+    """Run (or resume) every arm of a study, or the named ones; returns one row per trial of this invocation
+    (a resumed one included), as `clipstudy report` reads it by default.
+
+    With `local`, the trials' weights and data are checked here first (`engine.preflight`): a missing one raises
+    its error before Ray starts or anything is recorded.
 
     `study` is a study file, or a `Study` (e.g. loaded with `load_study` and changed in Python);
     the study as run is attached to the MLflow parent run either way.
@@ -203,11 +208,12 @@ def run_study(study: str | Path | Study, options: RunOptions | None = None) -> p
         study = local_defaults(study)
     arms = [study.arm(name) for name in options.arms] if options.arms else study.arms
     overrides = list(options.overrides or [])
-    for arm in arms:
-        study.arm_config(arm, overrides=overrides, where=f"{study_file}: ")
+    configs = [(arm.name, study.arm_config(arm, overrides=overrides, where=f"{study_file}: ")) for arm in arms]
     warn_unread_overrides(arms, overrides)
     uri = store.resolve_tracking_uri(study.tracking_uri, workdir)
     store.check_reachable(uri)
+    if options.local:  # the trials run here: missing weights or data stop the study now, not in every trial
+        check_inputs(configs)  # (on a cluster the nodes, not this machine, hold the data and the weights' cache)
     quiet_ray()
     started = connect(options)
     check_feasible(study, arms, options.local, options.cluster_config, where=f"{study_file}: ")
@@ -233,6 +239,6 @@ def run_study(study: str | Path | Study, options: RunOptions | None = None) -> p
         runs.finish_study_run(uri, parent, status)
         if started:  # stop the trials' idle actors now, not at interpreter exit (tracebacks on SIGTERM)
             ray.shutdown()
-    trials = read.trial_runs(uri, study.name)
+    trials = read.trial_runs(uri, study.name, parent)
     trials.attrs.update(tracking_uri=uri, metric=study.metric, mode=study.mode)
     return trials
