@@ -19,7 +19,6 @@ import ray
 import yaml
 from ray import tune
 
-from clipstudy.engine.preflight import check_inputs
 from clipstudy.errors import ConfigError, StudyInterrupted
 from clipstudy.study.cluster import check_feasible
 from clipstudy.study.driver import ArmSpec, trial_driver
@@ -213,7 +212,9 @@ def run_study(study: str | Path | Study, options: RunOptions | None = None) -> p
     uri = store.resolve_tracking_uri(study.tracking_uri, workdir)
     store.check_reachable(uri)
     if options.local:  # the trials run here: missing weights or data stop the study now, not in every trial
-        check_inputs(configs)  # (on a cluster the nodes, not this machine, hold the data and the weights' cache)
+        from clipstudy.engine.preflight import check_inputs  # (on a cluster the nodes hold the data and weights)
+
+        check_inputs(configs)
     quiet_ray()
     started = connect(options)
     check_feasible(study, arms, options.local, options.cluster_config, where=f"{study_file}: ")
