@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import ray.tune
 from ray.train import FailureConfig, RunConfig, ScalingConfig
 
-from clipstudy.errors import TrialFailed
+from clipstudy.errors import ConfigError, TrialFailed
 from clipstudy.study.protocol import PLANNED, quiet_ray_logs
 from clipstudy.studyfile import Resources, Study
 from clipstudy.tracking import recovery, runs
@@ -66,6 +66,9 @@ def trial_driver(params: dict[str, Any], spec: ArmSpec) -> None:
     if done is not None:  # finished before an interrupted study recorded it in Tune: keep it as it is
         ray.tune.report({**done, PLANNED: done["epoch"]})
         return
+    reason = recovery.failed_for_good(spec.tracking_uri, study.name, spec.parent_run_id, trial_id)
+    if reason is not None:  # Tune's retry of a trial that would fail the same way again: end it, train nothing
+        raise TrialFailed(f"{reason} (not retried: the same config fails the same way from its checkpoint)")
     resources = {"cpus": spec.resources.cpus, "gpus": spec.resources.gpus, "workers": spec.resources.workers}
     run_id = runs.trial_run(
         spec.tracking_uri, study.name, spec.parent_run_id, arm.name, cfg.method, trial_id, cfg, resources
@@ -80,7 +83,7 @@ def trial_driver(params: dict[str, Any], spec: ArmSpec) -> None:
         make_trainer(spec, loop_config, trial_id).fit()
     except Exception as error:
         runs.log_text(spec.tracking_uri, run_id, error_text(error), FAILURE_FILE)
-        runs.set_status(spec.tracking_uri, run_id, "failed", failure_reason(error))
+        runs.set_status(spec.tracking_uri, run_id, "failed", failure_reason(error), for_good=fails_again(error))
         raise
 
 
@@ -129,6 +132,19 @@ def failure_reason(error: BaseException) -> str:
     lines = [line.strip() for line in error_text(error).splitlines() if line.strip()]
     last = lines[-1] if lines else type(error).__name__
     return last.removeprefix(f"{TrialFailed.__module__}.{TrialFailed.__name__}: ")[:2000]
+
+
+def fails_again(error: BaseException) -> bool:
+    """Whether `error` comes from clipstudy's own checks of the trial (a non-finite loss, an invalid config),
+    which give the same error wherever and however often the trial restarts from its checkpoint. Missing data
+    or weights may be a node's (another node may have them), and a crash (a killed worker) is not the trial's:
+    those stay retried. A multi-worker trial's worker errors arrive as text, so they stay retried too."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, TrialFailed | ConfigError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def error_text(error: BaseException) -> str:

@@ -9,7 +9,18 @@ from mlflow.entities import Run, RunTag
 
 from clipstudy.config import TrialConfig, flatten
 from clipstudy.tracking import runs, store
-from clipstudy.tracking.schema import ADOPTED, ARM, FINAL_STATUSES, PARENT, ROLE, ROLE_TRIAL, STATUS, TRIAL_ID
+from clipstudy.tracking.schema import (
+    ADOPTED,
+    ARM,
+    FAILED_FOR_GOOD,
+    FINAL_STATUSES,
+    PARENT,
+    REASON,
+    ROLE,
+    ROLE_TRIAL,
+    STATUS,
+    TRIAL_ID,
+)
 
 __all__ = [
     "INTERRUPTED",
@@ -111,6 +122,16 @@ def completed_trial(uri: str, study_name: str, parent_run_id: str, trial_id: str
     if run is None or run.data.tags.get(STATUS) != "completed":
         return None
     return _recorded_result(client, run)
+
+
+def failed_for_good(uri: str, study_name: str, parent_run_id: str, trial_id: str) -> str | None:
+    """The failure reason of a trial whose run failed on an error a retry would repeat, else None."""
+    client = store.client(uri)
+    experiment_id = store.experiment_id(client, uri, study_name, create=True)
+    run = runs.find_trial_run(client, experiment_id, parent_run_id, trial_id)
+    if run is None or run.data.tags.get(FAILED_FOR_GOOD) != "true":
+        return None
+    return run.data.tags.get(REASON, "failed")
 
 
 def unclaimed_completed_runs(uri: str, parent_run_id: str, arm: str, known: Collection[str]) -> list[str]:

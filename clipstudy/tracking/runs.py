@@ -16,6 +16,7 @@ from clipstudy.tracking import store
 from clipstudy.tracking.provenance import provenance_tags
 from clipstudy.tracking.schema import (
     ARM,
+    FAILED_FOR_GOOD,
     FINAL_STATUSES,
     GPU_IDS,
     METHOD,
@@ -201,19 +202,23 @@ def log_runtime(uri: str, run_id: str, runtime: Mapping[str, str]) -> None:
     store.retry(lambda: store.client(uri).log_batch(run_id, tags=tags))
 
 
-def set_status(uri: str, run_id: str, status: str, reason: str | None = None) -> None:
-    """Tag the trial's outcome (completed/pruned/failed, and why) and terminate its MLflow run."""
+def set_status(uri: str, run_id: str, status: str, reason: str | None = None, for_good: bool = False) -> None:
+    """Tag the trial's outcome (completed/pruned/failed, and why) and terminate its MLflow run; `for_good`
+    marks a failure that a retry would repeat (`FAILED_FOR_GOOD`)."""
     if status not in FINAL_STATUSES:
         raise ValueError(f"status must be one of {', '.join(FINAL_STATUSES)}, got {status!r}")
     client = store.client(uri)
     tags = [RunTag(STATUS, status)]
     if reason is not None:
         tags.append(RunTag(REASON, str(reason)[:5000]))
+    if for_good:
+        tags.append(RunTag(FAILED_FOR_GOOD, "true"))
     store.retry(lambda: client.log_batch(run_id, tags=tags))
     if reason is None and status != "failed":
         run = store.retry(lambda: client.get_run(run_id))
-        if REASON in run.data.tags:  # left over from an earlier failed attempt of a retried trial
-            store.retry(lambda: client.delete_tag(run_id, REASON))
+        for key in (REASON, FAILED_FOR_GOOD):  # left over from an earlier failed attempt of a retried trial
+            if key in run.data.tags:
+                store.retry(lambda key=key: client.delete_tag(run_id, key))
     store.retry(lambda: client.set_terminated(run_id, status=FINAL_STATUSES[status]))
 
 

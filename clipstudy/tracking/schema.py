@@ -11,6 +11,7 @@ __all__ = [
     "CONFIG_FILE",
     "CONFUSION_FILE",
     "DB_FILENAME",
+    "FAILED_FOR_GOOD",
     "FAILURE_FILE",
     "FINAL_STATUSES",
     "GIT_COMMIT",
@@ -56,6 +57,9 @@ TRIAL_ID = "clipstudy.trial_id"
 STATUS = "clipstudy.status"
 """A trial's outcome, one of `STATUSES`; `running` while it has none."""
 REASON = "clipstudy.failure_reason"
+FAILED_FOR_GOOD = "clipstudy.failed_for_good"
+"""`true` on a trial that failed on clipstudy's own error (a non-finite loss, an invalid config): run again, from
+its last checkpoint, it would fail the same way on any node, so a retry of it ends at once."""
 RESOURCES = "clipstudy.resources"
 """Prefix of the per-trial resource tags (`.cpus`, `.gpus`, `.workers`): what compute-hours are counted in."""
 GPU_IDS = f"{RESOURCES}.gpu_ids"
