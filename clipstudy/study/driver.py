@@ -68,7 +68,7 @@ def trial_driver(params: dict[str, Any], spec: ArmSpec) -> None:
         return
     reason = recovery.failed_for_good(spec.tracking_uri, study.name, spec.parent_run_id, trial_id)
     if reason is not None:  # Tune's retry of a trial that would fail the same way again: end it, train nothing
-        raise TrialFailed(f"{reason} (not retried: the same config fails the same way from its checkpoint)")
+        raise TrialFailed(f"{reason} (its restart ends here: from its checkpoint the same config fails the same way)")
     resources = {"cpus": spec.resources.cpus, "gpus": spec.resources.gpus, "workers": spec.resources.workers}
     run_id = runs.trial_run(
         spec.tracking_uri, study.name, spec.parent_run_id, arm.name, cfg.method, trial_id, cfg, resources

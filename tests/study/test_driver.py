@@ -59,7 +59,7 @@ def test_a_retry_of_a_diverged_trial_ends_without_training(attempt):
         attempt(diverged)
     trial = attempt.trial()
     assert trial[STATUS_COLUMN] == "failed" and trial[f"tags.{FAILED_FOR_GOOD}"] == "true"
-    with pytest.raises(TrialFailed, match=r"^non-finite training loss .* \(not retried: the same config fails"):
+    with pytest.raises(TrialFailed, match=r"^non-finite training loss .* \(its restart ends here:"):
         attempt(diverged)
     assert Fails.built == 1  # the retry built no trainer
     assert attempt.trial()[REASON_COLUMN].startswith("non-finite training loss (nan)")
