@@ -28,6 +28,7 @@ __all__ = [
     "adopt_completed_run",
     "close_interrupted_trials",
     "completed_trial",
+    "failed_for_good",
     "mark_failed_if_running",
     "mark_trials_killed",
     "unclaimed_completed_runs",
@@ -117,8 +118,7 @@ def completed_trial(uri: str, study_name: str, parent_run_id: str, trial_id: str
     be reported as it was, not trained again.
     """
     client = store.client(uri)
-    experiment_id = store.experiment_id(client, uri, study_name, create=True)
-    run = runs.find_trial_run(client, experiment_id, parent_run_id, trial_id)
+    run = _trial_run(client, uri, study_name, parent_run_id, trial_id)
     if run is None or run.data.tags.get(STATUS) != "completed":
         return None
     return _recorded_result(client, run)
@@ -126,12 +126,15 @@ def completed_trial(uri: str, study_name: str, parent_run_id: str, trial_id: str
 
 def failed_for_good(uri: str, study_name: str, parent_run_id: str, trial_id: str) -> str | None:
     """The failure reason of a trial whose run failed on an error a retry would repeat, else None."""
-    client = store.client(uri)
-    experiment_id = store.experiment_id(client, uri, study_name, create=True)
-    run = runs.find_trial_run(client, experiment_id, parent_run_id, trial_id)
+    run = _trial_run(store.client(uri), uri, study_name, parent_run_id, trial_id)
     if run is None or run.data.tags.get(FAILED_FOR_GOOD) != "true":
         return None
     return run.data.tags.get(REASON, "failed")
+
+
+def _trial_run(client: mlflow.MlflowClient, uri: str, study_name: str, parent_run_id: str, trial_id: str) -> Run | None:
+    experiment_id = store.experiment_id(client, uri, study_name, create=True)
+    return runs.find_trial_run(client, experiment_id, parent_run_id, trial_id)
 
 
 def unclaimed_completed_runs(uri: str, parent_run_id: str, arm: str, known: Collection[str]) -> list[str]:
