@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rehearse the GPU check here, in the GPU machine's software, before spending its scarce time.
 #
-#     bash bench/device_preflight.sh [VENV]        # make device-preflight; about 6 minutes, no GPU needed
+#     bash bench/device_preflight.sh [VENV]        # make device-preflight; 3-5 minutes, no GPU needed
 #
 # The GPU machine has Python 3.12 with torch 2.11, torchvision, timm, peft, pandas, scikit-learn, typer, rich
 # and pytest, no Ray or MLflow, and no registry: the rest comes from bench/gpu_wheels.sh's wheels, installed

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -124,11 +125,9 @@ def failure_reason(error: BaseException) -> str:
     """One line for the failure-reason tag: the innermost clipstudy reason when there is one (e.g. a
     non-finite loss), else the last line of the error, which is where a traceback says what went wrong
     (Ray Train hands a worker's failure to the driver as the text of its traceback)."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, TrialFailed):
-            return seen.reason
-        seen = seen.__cause__ or seen.__context__
+    own = next((seen for seen in causes(error) if isinstance(seen, TrialFailed)), None)
+    if own is not None:
+        return own.reason
     lines = [line.strip() for line in error_text(error).splitlines() if line.strip()]
     last = lines[-1] if lines else type(error).__name__
     return last.removeprefix(f"{TrialFailed.__module__}.{TrialFailed.__name__}: ")[:2000]
@@ -139,12 +138,15 @@ def fails_again(error: BaseException) -> bool:
     which give the same error wherever and however often the trial restarts from its checkpoint. Missing data
     or weights may be a node's (another node may have them), and a crash (a killed worker) is not the trial's:
     those stay retried. A multi-worker trial's worker errors arrive as text, so they stay retried too."""
+    return any(isinstance(seen, TrialFailed | ConfigError) for seen in causes(error))
+
+
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """`error`, then what it was raised from or during, innermost last."""
     seen: BaseException | None = error
     while seen is not None:
-        if isinstance(seen, TrialFailed | ConfigError):
-            return True
+        yield seen
         seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def error_text(error: BaseException) -> str:
